@@ -1,0 +1,282 @@
+//! The HTTP edge of the API functions: the caller from the authorizer's claims, path parameters,
+//! and the one mapping of every error to an RFC 9457 `application/problem+json` answer.
+//!
+//! Problem `type`s are stable URNs (`urn:exvid:problem:<slug>`) frontends may switch on.
+
+use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+use crate::auth::{AuthError, ClaimNames, Principal};
+use crate::ids::IdError;
+use crate::store::StoreError;
+use crate::video::Provider;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: &'static str,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        slug: &str,
+        title: &'static str,
+        detail: Option<String>,
+    ) -> Self {
+        Problem {
+            type_uri: format!("urn:exvid:problem:{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+        }
+    }
+}
+
+/// Everything an API function can answer with instead of success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    InvalidId(#[from] IdError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("forbidden")]
+    Forbidden,
+    /// No record, or one the caller may not know about: the same answer either way.
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A record needs a CDN this deployment has no configuration for.
+    #[error("no CDN configured for provider {0}")]
+    ProviderNotConfigured(Provider),
+}
+
+impl ApiError {
+    /// The single mapping from errors to HTTP answers. Details of server-side failures stay in
+    /// the logs; the caller gets a stable type and a safe sentence.
+    pub fn problem(&self) -> Problem {
+        use StatusCode as S;
+        match self {
+            ApiError::InvalidId(e) => Problem::new(
+                S::BAD_REQUEST,
+                "invalid-id",
+                "Invalid identifier",
+                Some(e.to_string()),
+            ),
+            ApiError::Auth(AuthError::Unauthenticated) => Problem::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+                Some("the request carries no authenticated subject".into()),
+            ),
+            ApiError::Auth(e @ AuthError::InvalidClaim { .. }) => Problem::new(
+                S::FORBIDDEN,
+                "invalid-claims",
+                "Unusable credentials",
+                Some(e.to_string()),
+            ),
+            ApiError::Forbidden => Problem::new(
+                S::FORBIDDEN,
+                "forbidden",
+                "Not allowed",
+                Some("your role does not allow this action on this exercise".into()),
+            ),
+            ApiError::NotFound => Problem::new(
+                S::NOT_FOUND,
+                "not-found",
+                "Not found",
+                Some("no video for this exercise".into()),
+            ),
+            ApiError::MethodNotAllowed => Problem::new(
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                None,
+            ),
+            ApiError::Store(StoreError::Conflict { .. } | StoreError::Contended { .. }) => {
+                Problem::new(
+                    S::CONFLICT,
+                    "conflict",
+                    "Concurrent change",
+                    Some("the video changed while this request ran; retry".into()),
+                )
+            }
+            ApiError::Store(StoreError::PointerExists(_)) => Problem::new(
+                S::CONFLICT,
+                "conflict",
+                "Concurrent change",
+                Some("the provider video is already in use".into()),
+            ),
+            ApiError::Store(StoreError::Unavailable(_)) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "Temporarily unavailable",
+                Some("the video store could not be reached; retry shortly".into()),
+            ),
+            ApiError::Store(StoreError::Corrupt(_)) => {
+                Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", None)
+            }
+            ApiError::ProviderNotConfigured(_) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "provider-unavailable",
+                "Playback unavailable",
+                Some("this video's delivery network is not configured".into()),
+            ),
+        }
+    }
+
+    /// Server-side failures are logged at error level, caller mistakes at info.
+    pub fn is_server_fault(&self) -> bool {
+        self.problem().status >= 500
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        if self.is_server_fault() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::info!(error = %self, "request refused");
+        }
+        let unauthenticated = matches!(self, ApiError::Auth(AuthError::Unauthenticated));
+        let mut response = problem_response(&self.problem());
+        if unauthenticated {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, ApiError::Store(StoreError::Unavailable(_))) {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static("2"));
+        }
+        response
+    }
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Body::Binary(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+pub fn problem_response(problem: &Problem) -> Response<Body> {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = response(
+        status,
+        "application/problem+json",
+        serde_json::to_vec(problem).unwrap_or_default(),
+    );
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A JSON success answer with an explicit `Cache-Control`.
+pub fn json_response<T: Serialize>(
+    status: StatusCode,
+    body: &T,
+    cache_control: &str,
+) -> Response<Body> {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut r = response(status, "application/json", bytes);
+            if let Ok(v) = HeaderValue::from_str(cache_control) {
+                r.headers_mut().insert(CACHE_CONTROL, v);
+            }
+            r.headers_mut()
+                .insert("vary", HeaderValue::from_static("Authorization"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "response did not serialize");
+            problem_response(&Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                None,
+            ))
+        }
+    }
+}
+
+/// The caller, from the API Gateway v2 JWT authorizer's claims.
+pub fn principal(req: &Request, names: &ClaimNames) -> Result<Principal, ApiError> {
+    let empty = Default::default();
+    let claims = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|jwt| &jwt.claims)
+            .unwrap_or(&empty),
+        _ => &empty,
+    };
+    Ok(Principal::from_claims(claims, names)?)
+}
+
+/// A path parameter as API Gateway decoded it.
+pub fn path_param(req: &Request, name: &str) -> Option<String> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .map(str::to_owned)
+}
+
+/// API Gateway's request id (what its access logs show), else Lambda's.
+pub fn request_id(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    }
+    .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()))
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_rfc9457_json() {
+        let r = ApiError::NotFound.into_response();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/problem+json");
+        let Body::Binary(bytes) = r.body() else {
+            panic!()
+        };
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(v["type"], "urn:exvid:problem:not-found");
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["title"], "Not found");
+    }
+
+    #[test]
+    fn server_details_do_not_leak() {
+        let e = ApiError::Store(StoreError::Unavailable(
+            "dynamodb.eu-west-1 secret-ish detail".into(),
+        ));
+        let p = e.problem();
+        assert_eq!(p.status, 503);
+        assert!(!serde_json::to_string(&p).unwrap().contains("secret-ish"));
+        let r = e.into_response();
+        assert_eq!(r.headers()["retry-after"], "2");
+    }
+
+    #[test]
+    fn unauthenticated_asks_for_a_bearer_token() {
+        let r = ApiError::Auth(AuthError::Unauthenticated).into_response();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
+    }
+}

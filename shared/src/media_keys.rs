@@ -1,0 +1,324 @@
+//! Where media lives: the S3 key layout of the media bucket and the CDN path layout of both
+//! providers. The one place that knows these shapes; every key is built from validated ids,
+//! never from a user's file name.
+//!
+//! ```text
+//! {scope}/exercises/{exercise_id}/video/original.{mp4|mov|webm}   uploaded source (never served)
+//! {scope}/exercises/{exercise_id}/video/{upload_id}/hls/...       MediaConvert HLS ladder
+//! {scope}/exercises/{exercise_id}/video/{upload_id}/mp4/...       MP4 for offline download
+//! {scope}/exercises/{exercise_id}/thumbnail/poster.jpg            generated or uploaded poster
+//! {scope}/exercises/{exercise_id}/instructions/{step}/image.{ext}
+//! ```
+
+use crate::ids::{BunnyGuid, ExerciseId, Scope, StepId, UploadId};
+use crate::video::{Provider, Rendition};
+
+/// Base name MediaConvert gives outputs: the input's base name, `original`.
+const OUTPUT_BASE: &str = "original";
+
+/// Accepted source video containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoContainer {
+    Mp4,
+    Mov,
+    Webm,
+}
+
+impl VideoContainer {
+    pub fn extension(self) -> &'static str {
+        match self {
+            VideoContainer::Mp4 => "mp4",
+            VideoContainer::Mov => "mov",
+            VideoContainer::Webm => "webm",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            VideoContainer::Mp4 => "video/mp4",
+            VideoContainer::Mov => "video/quicktime",
+            VideoContainer::Webm => "video/webm",
+        }
+    }
+
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        [Self::Mp4, Self::Mov, Self::Webm]
+            .into_iter()
+            .find(|c| c.content_type().eq_ignore_ascii_case(content_type.trim()))
+    }
+
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        [Self::Mp4, Self::Mov, Self::Webm]
+            .into_iter()
+            .find(|c| c.extension().eq_ignore_ascii_case(ext))
+    }
+}
+
+/// Accepted still-image types (posters, instruction images).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageType {
+    Jpeg,
+    Png,
+    Webp,
+    Svg,
+}
+
+impl ImageType {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageType::Jpeg => "jpg",
+            ImageType::Png => "png",
+            ImageType::Webp => "webp",
+            ImageType::Svg => "svg",
+        }
+    }
+}
+
+/// `{scope}/exercises/{exercise_id}/`: everything an exercise owns (for delete).
+pub fn exercise_prefix(scope: &Scope, exercise: &ExerciseId) -> String {
+    format!("{scope}/exercises/{exercise}/")
+}
+
+/// The uploaded source. One per exercise: a replacement overwrites it.
+pub fn original_key(scope: &Scope, exercise: &ExerciseId, container: VideoContainer) -> String {
+    format!(
+        "{}video/{OUTPUT_BASE}.{}",
+        exercise_prefix(scope, exercise),
+        container.extension()
+    )
+}
+
+/// `.../video/{upload_id}/`: all outputs of one upload, deleted together when replaced.
+pub fn upload_prefix(scope: &Scope, exercise: &ExerciseId, upload: &UploadId) -> String {
+    format!("{}video/{upload}/", exercise_prefix(scope, exercise))
+}
+
+pub fn hls_prefix(scope: &Scope, exercise: &ExerciseId, upload: &UploadId) -> String {
+    format!("{}hls/", upload_prefix(scope, exercise, upload))
+}
+
+/// Master playlist MediaConvert writes: destination + input base name + `.m3u8`.
+pub fn hls_master_key(scope: &Scope, exercise: &ExerciseId, upload: &UploadId) -> String {
+    format!("{}{OUTPUT_BASE}.m3u8", hls_prefix(scope, exercise, upload))
+}
+
+pub fn mp4_prefix(scope: &Scope, exercise: &ExerciseId, upload: &UploadId) -> String {
+    format!("{}mp4/", upload_prefix(scope, exercise, upload))
+}
+
+/// Offline-download MP4: destination + base name + name modifier `_{h}p` + `.mp4`.
+pub fn mp4_key(scope: &Scope, exercise: &ExerciseId, upload: &UploadId, height: u32) -> String {
+    format!(
+        "{}{OUTPUT_BASE}_{height}p.mp4",
+        mp4_prefix(scope, exercise, upload)
+    )
+}
+
+pub fn poster_key(scope: &Scope, exercise: &ExerciseId) -> String {
+    format!("{}thumbnail/poster.jpg", exercise_prefix(scope, exercise))
+}
+
+pub fn instruction_image_key(
+    scope: &Scope,
+    exercise: &ExerciseId,
+    step: &StepId,
+    image: ImageType,
+) -> String {
+    format!(
+        "{}instructions/{step}/image.{}",
+        exercise_prefix(scope, exercise),
+        image.extension()
+    )
+}
+
+/// A key of an uploaded original, as S3 events report it (already URL-decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalKey {
+    pub scope: Scope,
+    pub exercise_id: ExerciseId,
+    pub container: VideoContainer,
+}
+
+/// Recognises `{scope}/exercises/{id}/video/original.{ext}`; anything else (outputs, hostile
+/// keys, other files) is `None`.
+pub fn parse_original_key(key: &str) -> Option<OriginalKey> {
+    let mut parts = key.split('/');
+    let scope = Scope::parse(parts.next()?).ok()?;
+    (parts.next()? == "exercises").then_some(())?;
+    let exercise_id = ExerciseId::parse(parts.next()?).ok()?;
+    (parts.next()? == "video").then_some(())?;
+    let file = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let ext = file.strip_prefix(OUTPUT_BASE)?.strip_prefix('.')?;
+    let container = VideoContainer::from_extension(ext)?;
+    Some(OriginalKey {
+        scope,
+        exercise_id,
+        container,
+    })
+}
+
+/// True for a path (CDN path or key) that names an uploaded original: never served.
+pub fn is_original(path: &str) -> bool {
+    parse_original_key(path.trim_start_matches('/')).is_some()
+}
+
+/// CDN path of an S3 key on the CloudFront distribution.
+pub fn cdn_path(key: &str) -> String {
+    format!("/{}", key.trim_start_matches('/'))
+}
+
+/// Bunny pull-zone paths of one video.
+pub mod bunny {
+    use super::BunnyGuid;
+
+    pub fn hls_path(guid: &BunnyGuid) -> String {
+        format!("/{guid}/playlist.m3u8")
+    }
+
+    pub fn thumbnail_path(guid: &BunnyGuid, file_name: &str) -> String {
+        format!("/{guid}/{file_name}")
+    }
+
+    pub fn mp4_path(guid: &BunnyGuid, height: u32) -> String {
+        format!("/{guid}/play_{height}p.mp4")
+    }
+}
+
+/// CDN path of a rendition's offline-download MP4 of `height`.
+pub fn download_path(
+    rendition: &Rendition,
+    scope: &Scope,
+    exercise: &ExerciseId,
+    height: u32,
+) -> String {
+    match (rendition.provider, &rendition.bunny_guid) {
+        (Provider::BunnyStream, Some(guid)) => bunny::mp4_path(guid, height),
+        // A Bunny rendition always carries its guid; without one, fall back to the playlist's
+        // directory, which is where Bunny keeps the MP4s too.
+        (Provider::BunnyStream, None) => {
+            format!("{}play_{height}p.mp4", directory_of(&rendition.hls_path))
+        }
+        (Provider::AwsMediaconvert, _) => {
+            cdn_path(&mp4_key(scope, exercise, &rendition.upload_id, height))
+        }
+    }
+}
+
+/// `/a/b/file.m3u8` -> `/a/b/`: the directory a path token is minted over.
+pub fn directory_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(i) => &path[..=i],
+        None => "/",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (Scope, ExerciseId, UploadId) {
+        (
+            Scope::parse("clinic-9").unwrap(),
+            ExerciseId::parse("ex-42").unwrap(),
+            UploadId::parse("0190f5a2-7c3b-7d4e").unwrap(),
+        )
+    }
+
+    #[test]
+    fn layout_matches_design() {
+        let (scope, ex, up) = ids();
+        assert_eq!(
+            original_key(&scope, &ex, VideoContainer::Mov),
+            "clinic-9/exercises/ex-42/video/original.mov"
+        );
+        assert_eq!(
+            hls_master_key(&scope, &ex, &up),
+            "clinic-9/exercises/ex-42/video/0190f5a2-7c3b-7d4e/hls/original.m3u8"
+        );
+        assert_eq!(
+            mp4_key(&scope, &ex, &up, 720),
+            "clinic-9/exercises/ex-42/video/0190f5a2-7c3b-7d4e/mp4/original_720p.mp4"
+        );
+        assert_eq!(
+            poster_key(&Scope::Global, &ex),
+            "global/exercises/ex-42/thumbnail/poster.jpg"
+        );
+        assert_eq!(
+            instruction_image_key(&scope, &ex, &StepId::parse("3").unwrap(), ImageType::Svg),
+            "clinic-9/exercises/ex-42/instructions/3/image.svg"
+        );
+        assert!(hls_master_key(&scope, &ex, &up).starts_with(&exercise_prefix(&scope, &ex)));
+    }
+
+    #[test]
+    fn parses_original_keys_only() {
+        let parsed = parse_original_key("global/exercises/ex-1/video/original.webm").unwrap();
+        assert_eq!(parsed.scope, Scope::Global);
+        assert_eq!(parsed.exercise_id.as_str(), "ex-1");
+        assert_eq!(parsed.container, VideoContainer::Webm);
+        for bad in [
+            "global/exercises/ex-1/video/original.avi",
+            "global/exercises/ex-1/video/u1/hls/original.m3u8",
+            "global/exercises/../video/original.mp4",
+            "global/exercises/ex-1/video/original.mp4/x",
+            "global/exercises/ex 1/video/original.mp4",
+            "global/other/ex-1/video/original.mp4",
+            "global/exercises/ex-1/video/originalx.mp4",
+            "",
+        ] {
+            assert!(parse_original_key(bad).is_none(), "{bad}");
+        }
+        assert!(is_original("/global/exercises/ex-1/video/original.MP4"));
+        assert!(!is_original("/global/exercises/ex-1/thumbnail/poster.jpg"));
+    }
+
+    #[test]
+    fn content_types_map_to_containers() {
+        assert_eq!(
+            VideoContainer::from_content_type("video/quicktime"),
+            Some(VideoContainer::Mov)
+        );
+        assert_eq!(VideoContainer::from_content_type("video/x-msvideo"), None);
+    }
+
+    #[test]
+    fn download_paths_per_provider() {
+        let (scope, ex, up) = ids();
+        let guid = BunnyGuid::parse("3f6c1c2e-1111-2222-3333-444455556666").unwrap();
+        let mut r = Rendition {
+            provider: Provider::BunnyStream,
+            upload_id: up.clone(),
+            hls_path: bunny::hls_path(&guid),
+            thumbnail_path: None,
+            mp4_heights: vec![720],
+            duration_seconds: None,
+            width: None,
+            height: None,
+            bunny_guid: Some(guid.clone()),
+        };
+        assert_eq!(
+            download_path(&r, &scope, &ex, 720),
+            format!("/{guid}/play_720p.mp4")
+        );
+        r.bunny_guid = None;
+        assert_eq!(
+            download_path(&r, &scope, &ex, 480),
+            format!("/{guid}/play_480p.mp4")
+        );
+        r.provider = Provider::AwsMediaconvert;
+        assert_eq!(
+            download_path(&r, &scope, &ex, 720),
+            format!("/{}", mp4_key(&scope, &ex, &up, 720))
+        );
+    }
+
+    #[test]
+    fn directory_of_paths() {
+        assert_eq!(directory_of("/g/playlist.m3u8"), "/g/");
+        assert_eq!(directory_of("/a/b/"), "/a/b/");
+        assert_eq!(directory_of("x"), "/");
+    }
+}

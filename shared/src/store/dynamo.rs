@@ -1,0 +1,385 @@
+//! [`VideoStore`] on one DynamoDB table (PAY_PER_REQUEST), partition key `pk` only:
+//! `EXERCISE#{exercise_id}` holds the record, `BUNNY#{guid}` a [`BunnyPointer`].
+//!
+//! Conditions return the item as it is (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so a
+//! conflicting writer re-decides without another read.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, Delete, KeySchemaElement, KeyType, Put,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::{BunnyPointer, Consistency, Expect, StoreError, VideoStore};
+use crate::ids::{BunnyGuid, ExerciseId};
+use crate::video::ExerciseVideo;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The table's only key attribute.
+pub const PARTITION_KEY: &str = "pk";
+
+pub fn exercise_key(id: &ExerciseId) -> String {
+    format!("EXERCISE#{id}")
+}
+
+pub fn bunny_key(guid: &BunnyGuid) -> String {
+    format!("BUNNY#{guid}")
+}
+
+/// DynamoDB-backed store. Cheap to clone (the SDK client is an `Arc`).
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn unavailable<E, R>(err: &SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(DisplayErrorContext(err).to_string())
+}
+
+fn key(pk: String) -> Item {
+    HashMap::from([(PARTITION_KEY.to_owned(), AttributeValue::S(pk))])
+}
+
+fn to_item<T: serde::Serialize>(value: &T, pk: String) -> Result<Item, StoreError> {
+    let mut item: Item =
+        serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    item.insert(PARTITION_KEY.to_owned(), AttributeValue::S(pk));
+    Ok(item)
+}
+
+fn from_item<T: serde::de::DeserializeOwned>(mut item: Item) -> Result<T, StoreError> {
+    item.remove(PARTITION_KEY);
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The record a failed condition returned, if it parses.
+fn returned_record(item: Option<&Item>) -> Option<Box<ExerciseVideo>> {
+    item.and_then(|i| from_item::<ExerciseVideo>(i.clone()).ok())
+        .map(Box::new)
+}
+
+/// Condition expression, names and values for `expect`.
+struct Condition {
+    expression: String,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+fn condition(expect: &Expect) -> Condition {
+    let mut names = HashMap::from([("#pk".to_owned(), PARTITION_KEY.to_owned())]);
+    let mut values = HashMap::new();
+    let expression = match expect {
+        Expect::Absent => "attribute_not_exists(#pk)".to_owned(),
+        Expect::Version { version, upload_id } => {
+            names.insert("#version".into(), "version".into());
+            values.insert(":version".into(), AttributeValue::N(version.to_string()));
+            let mut e = "attribute_exists(#pk) AND #version = :version".to_owned();
+            if let Some(upload) = upload_id {
+                names.insert("#pending".into(), "pending".into());
+                names.insert("#upload_id".into(), "upload_id".into());
+                values.insert(":upload_id".into(), AttributeValue::S(upload.to_string()));
+                e.push_str(" AND #pending.#upload_id = :upload_id");
+            }
+            e
+        }
+    };
+    Condition {
+        expression,
+        names,
+        values,
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table as the template defines it (local cloud and tests).
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        let spec = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Unavailable(e.to_string());
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(PARTITION_KEY)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(spec)?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(PARTITION_KEY)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(spec)?,
+            )
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
+    fn put_request(
+        &self,
+        video: &ExerciseVideo,
+        expect: &Expect,
+    ) -> Result<(Item, Condition), StoreError> {
+        Ok((
+            to_item(video, exercise_key(&video.exercise_id))?,
+            condition(expect),
+        ))
+    }
+
+    async fn put_alone(&self, video: &ExerciseVideo, expect: &Expect) -> Result<(), StoreError> {
+        let (item, cond) = self.put_request(video, expect)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(cond.expression)
+            .set_expression_attribute_names(Some(cond.names))
+            .set_expression_attribute_values((!cond.values.is_empty()).then_some(cond.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(e)) => {
+                    Err(StoreError::Conflict {
+                        current: returned_record(e.item()),
+                    })
+                }
+                _ => Err(unavailable(&err)),
+            },
+        }
+    }
+
+    async fn put_with_pointer(
+        &self,
+        video: &ExerciseVideo,
+        expect: &Expect,
+        pointer: &BunnyPointer,
+    ) -> Result<(), StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let (item, cond) = self.put_request(video, expect)?;
+        let record = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(cond.expression)
+            .set_expression_attribute_names(Some(cond.names))
+            .set_expression_attribute_values((!cond.values.is_empty()).then_some(cond.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build)?;
+        let pointer_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(pointer, bunny_key(&pointer.guid))?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .build()
+            .map_err(build)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(record).build())
+            .transact_items(TransactWriteItem::builder().put(pointer_put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                    let reasons = e.cancellation_reasons();
+                    let failed = |i: usize| {
+                        reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+                    };
+                    if failed(0) {
+                        Err(StoreError::Conflict {
+                            current: returned_record(reasons[0].item()),
+                        })
+                    } else if failed(1) {
+                        Err(StoreError::PointerExists(pointer.guid.clone()))
+                    } else {
+                        Err(unavailable(&err))
+                    }
+                }
+                _ => Err(unavailable(&err)),
+            },
+        }
+    }
+}
+
+impl VideoStore for DynamoStore {
+    async fn get(
+        &self,
+        id: &ExerciseId,
+        consistency: Consistency,
+    ) -> Result<Option<ExerciseVideo>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(exercise_key(id))))
+            .consistent_read(consistency == Consistency::Strong)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        out.item.map(from_item).transpose()
+    }
+
+    async fn put(
+        &self,
+        video: &ExerciseVideo,
+        expect: &Expect,
+        pointer: Option<&BunnyPointer>,
+    ) -> Result<(), StoreError> {
+        match pointer {
+            None => self.put_alone(video, expect).await,
+            Some(p) => self.put_with_pointer(video, expect, p).await,
+        }
+    }
+
+    async fn bunny_pointer(&self, guid: &BunnyGuid) -> Result<Option<BunnyPointer>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(bunny_key(guid))))
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        out.item.map(from_item).transpose()
+    }
+
+    async fn delete(
+        &self,
+        id: &ExerciseId,
+        version: u64,
+        pointers: &[BunnyGuid],
+    ) -> Result<(), StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let record = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(exercise_key(id))))
+            .condition_expression("attribute_not_exists(#pk) OR #version = :version")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build)?;
+        let mut request = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(record).build());
+        for guid in pointers {
+            let d = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(bunny_key(guid))))
+                .build()
+                .map_err(build)?;
+            request = request.transact_items(TransactWriteItem::builder().delete(d).build());
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e))
+                    if e.cancellation_reasons().first().and_then(|r| r.code())
+                        == Some("ConditionalCheckFailed") =>
+                {
+                    Err(StoreError::Conflict {
+                        current: returned_record(e.cancellation_reasons()[0].item()),
+                    })
+                }
+                _ => Err(unavailable(&err)),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::ids::{Scope, UploadId};
+    use crate::lifecycle::UploadStatus;
+    use crate::video::{PendingUpload, Provider};
+
+    #[test]
+    fn record_round_trips_through_an_item_with_nested_maps() {
+        let now = Timestamp::from_unix(1_800_000_000).unwrap();
+        let mut v = ExerciseVideo::new(
+            ExerciseId::parse("ex-1").unwrap(),
+            Scope::parse("org-1").unwrap(),
+            now,
+        );
+        v.pending = Some(PendingUpload::awaiting(
+            UploadId::parse("u1").unwrap(),
+            Provider::AwsMediaconvert,
+            now,
+        ));
+        let item = to_item(&v, exercise_key(&v.exercise_id)).unwrap();
+        assert_eq!(item["pk"], AttributeValue::S("EXERCISE#ex-1".into()));
+        assert_eq!(item["version"], AttributeValue::N("0".into()));
+        assert_eq!(item["scope"], AttributeValue::S("org-1".into()));
+        let AttributeValue::M(pending) = &item["pending"] else {
+            panic!("pending must be a map so conditions can address pending.upload_id");
+        };
+        assert_eq!(pending["upload_id"], AttributeValue::S("u1".into()));
+        assert!(!item.contains_key("current"), "absent, not NULL");
+        let back: ExerciseVideo = from_item(item).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(back.status(), Some(UploadStatus::AwaitingUpload));
+    }
+
+    #[test]
+    fn corrupt_items_are_errors() {
+        let mut item = key("EXERCISE#x".into());
+        item.insert("exercise_id".into(), AttributeValue::S("../x".into()));
+        assert!(matches!(
+            from_item::<ExerciseVideo>(item),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn conditions() {
+        let c = condition(&Expect::Version {
+            version: 7,
+            upload_id: Some(UploadId::parse("u1").unwrap()),
+        });
+        assert_eq!(
+            c.expression,
+            "attribute_exists(#pk) AND #version = :version AND #pending.#upload_id = :upload_id"
+        );
+        assert_eq!(c.values[":version"], AttributeValue::N("7".into()));
+        assert_eq!(
+            condition(&Expect::Absent).expression,
+            "attribute_not_exists(#pk)"
+        );
+    }
+}

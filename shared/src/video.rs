@@ -1,0 +1,518 @@
+//! An exercise's video state: one record per exercise, as stored in DynamoDB.
+//!
+//! `current` is the newest ready rendition (what plays); `pending` is the latest upload that is not
+//! ready yet. A replacement upload never interrupts playback: `current` keeps playing until the
+//! new upload completes. Every change goes through a method here that checks the upload id and
+//! the [lifecycle](crate::lifecycle), so handlers stay thin and duplicate or out-of-order events
+//! become [`Ignored`] instead of regressions.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
+use crate::lifecycle::{TransitionError, UploadStatus};
+
+/// Which pipeline produced (or is producing) a video. Stored per record, so records of both
+/// kinds coexist and switching `VIDEO_PROVIDER` needs no migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    BunnyStream,
+    AwsMediaconvert,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::BunnyStream => "bunny_stream",
+            Provider::AwsMediaconvert => "aws_mediaconvert",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown video provider '{0}' (expected bunny_stream or aws_mediaconvert)")]
+pub struct UnknownProvider(pub String);
+
+impl FromStr for Provider {
+    type Err = UnknownProvider;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bunny_stream" => Ok(Provider::BunnyStream),
+            "aws_mediaconvert" => Ok(Provider::AwsMediaconvert),
+            other => Err(UnknownProvider(other.chars().take(40).collect())),
+        }
+    }
+}
+
+/// A ready rendition: everything playback needs, with no provider call.
+///
+/// Paths are CDN paths (leading `/`, relative to the provider's CDN host). The HLS token is
+/// minted over the master playlist's directory, so every variant playlist and segment below it
+/// inherits the token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rendition {
+    pub provider: Provider,
+    pub upload_id: UploadId,
+    /// Master playlist, e.g. `/{guid}/playlist.m3u8`.
+    pub hls_path: String,
+    /// Poster image, if one exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_path: Option<String>,
+    /// Heights of the MP4 files offered for offline download.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mp4_heights: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bunny_guid: Option<BunnyGuid>,
+}
+
+/// Why an upload failed, as shown to the frontend (`video_error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadError {
+    pub code: String,
+    pub message: String,
+}
+
+/// The latest upload that is not ready yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingUpload {
+    pub upload_id: UploadId,
+    pub provider: Provider,
+    pub status: UploadStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bunny_guid: Option<BunnyGuid>,
+    /// S3 key of the uploaded original (aws_mediaconvert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_key: Option<String>,
+    /// MediaConvert job id once a job was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// 0..=100; only ever increases for one upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<UploadError>,
+    pub created_at: Timestamp,
+}
+
+impl PendingUpload {
+    /// A fresh upload waiting for its bytes.
+    pub fn awaiting(upload_id: UploadId, provider: Provider, now: Timestamp) -> Self {
+        PendingUpload {
+            upload_id,
+            provider,
+            status: UploadStatus::AwaitingUpload,
+            bunny_guid: None,
+            source_key: None,
+            job_id: None,
+            progress: None,
+            error: None,
+            created_at: now,
+        }
+    }
+}
+
+/// What the API reports as `video_status`: the state of the latest upload, `None` when the
+/// exercise has no video at all.
+pub type VideoStatus = Option<UploadStatus>;
+
+/// One exercise's video record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExerciseVideo {
+    pub exercise_id: ExerciseId,
+    pub scope: Scope,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Rendition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingUpload>,
+    /// Optimistic concurrency: every stored change increments it; writes expect the old value.
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Why an event was not applied. Handlers log it and acknowledge the event: it is a duplicate,
+/// late, or belongs to an upload that was replaced.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Ignored {
+    #[error("upload {event} is not the pending upload ({pending:?})")]
+    StaleUpload {
+        event: UploadId,
+        pending: Option<UploadId>,
+    },
+    #[error("upload {0} is already the current rendition")]
+    AlreadyCurrent(UploadId),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("progress {new}% does not advance {old}%")]
+    NoProgress { old: u8, new: u8 },
+    #[error("exercise scope is {stored}, not {requested}")]
+    ScopeMismatch { stored: Scope, requested: Scope },
+    #[error("no video record")]
+    NoRecord,
+}
+
+impl ExerciseVideo {
+    /// A new record for an exercise's first upload.
+    pub fn new(exercise_id: ExerciseId, scope: Scope, now: Timestamp) -> Self {
+        ExerciseVideo {
+            exercise_id,
+            scope,
+            current: None,
+            pending: None,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The status the API reports: the latest upload's, else `ready` if something plays.
+    pub fn status(&self) -> VideoStatus {
+        match (&self.pending, &self.current) {
+            (Some(p), _) => Some(p.status),
+            (None, Some(_)) => Some(UploadStatus::Ready),
+            (None, None) => None,
+        }
+    }
+
+    /// Provider of the latest upload.
+    pub fn provider(&self) -> Option<Provider> {
+        self.pending
+            .as_ref()
+            .map(|p| p.provider)
+            .or_else(|| self.current.as_ref().map(|c| c.provider))
+    }
+
+    fn touch(&mut self, now: Timestamp) {
+        self.version += 1;
+        self.updated_at = now;
+    }
+
+    /// The pending upload, if `upload_id` is it; otherwise why the event does not apply.
+    fn pending_for(&mut self, upload_id: &UploadId) -> Result<&mut PendingUpload, Ignored> {
+        let matches = self.pending.as_ref().map(|p| &p.upload_id) == Some(upload_id);
+        if !matches {
+            if self.current.as_ref().map(|c| &c.upload_id) == Some(upload_id) {
+                return Err(Ignored::AlreadyCurrent(upload_id.clone()));
+            }
+            return Err(Ignored::StaleUpload {
+                event: upload_id.clone(),
+                pending: self.pending.as_ref().map(|p| p.upload_id.clone()),
+            });
+        }
+        self.pending.as_mut().ok_or(Ignored::NoRecord)
+    }
+
+    /// Starts a new upload. It replaces any pending one (returned, so its provider asset can be
+    /// cleaned up); `current` keeps playing. The scope is fixed by the first upload.
+    pub fn begin_upload(
+        &mut self,
+        requested_scope: &Scope,
+        upload: PendingUpload,
+        now: Timestamp,
+    ) -> Result<Option<PendingUpload>, Ignored> {
+        if &self.scope != requested_scope {
+            return Err(Ignored::ScopeMismatch {
+                stored: self.scope.clone(),
+                requested: requested_scope.clone(),
+            });
+        }
+        if self.pending.as_ref().map(|p| &p.upload_id) == Some(&upload.upload_id)
+            || self.current.as_ref().map(|c| &c.upload_id) == Some(&upload.upload_id)
+        {
+            return Err(Ignored::AlreadyCurrent(upload.upload_id));
+        }
+        let replaced = self.pending.replace(upload);
+        self.touch(now);
+        Ok(replaced)
+    }
+
+    /// The provider has the file / reports progress. Progress never goes backwards.
+    pub fn mark_processing(
+        &mut self,
+        upload_id: &UploadId,
+        progress: Option<u8>,
+        job_id: Option<String>,
+        now: Timestamp,
+    ) -> Result<(), Ignored> {
+        let pending = self.pending_for(upload_id)?;
+        pending.status.transition(UploadStatus::Processing)?;
+        let progress = progress.map(|p| p.min(100));
+        let status_changes = pending.status != UploadStatus::Processing;
+        let progress_advances =
+            matches!((pending.progress, progress), (old, Some(new)) if old.is_none_or(|o| new > o));
+        let job_recorded = job_id.is_some() && pending.job_id.is_none();
+        if !(status_changes || progress_advances || job_recorded) {
+            return Err(Ignored::NoProgress {
+                old: pending.progress.unwrap_or(0),
+                new: progress.unwrap_or(0),
+            });
+        }
+        pending.status = UploadStatus::Processing;
+        if progress_advances {
+            pending.progress = progress;
+        }
+        if job_recorded {
+            pending.job_id = job_id;
+        }
+        self.touch(now);
+        Ok(())
+    }
+
+    /// The upload is playable: it becomes `current`, `pending` is cleared, and the rendition it
+    /// replaced is returned so its assets can be deleted.
+    pub fn complete(
+        &mut self,
+        upload_id: &UploadId,
+        rendition: Rendition,
+        now: Timestamp,
+    ) -> Result<Option<Rendition>, Ignored> {
+        let pending = self.pending_for(upload_id)?;
+        pending.status.transition(UploadStatus::Ready)?;
+        self.pending = None;
+        let replaced = self.current.replace(rendition);
+        self.touch(now);
+        Ok(replaced)
+    }
+
+    /// The upload failed. `current` (if any) keeps playing.
+    pub fn fail(
+        &mut self,
+        upload_id: &UploadId,
+        error: UploadError,
+        now: Timestamp,
+    ) -> Result<(), Ignored> {
+        let pending = self.pending_for(upload_id)?;
+        pending.status = pending.status.transition(UploadStatus::Failed)?;
+        pending.error = Some(error);
+        self.touch(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_unix(1_790_000_000 + s).unwrap()
+    }
+    fn uid(s: &str) -> UploadId {
+        UploadId::parse(s).unwrap()
+    }
+    fn rendition(upload: &str) -> Rendition {
+        Rendition {
+            provider: Provider::BunnyStream,
+            upload_id: uid(upload),
+            hls_path: format!("/{upload}/playlist.m3u8"),
+            thumbnail_path: None,
+            mp4_heights: vec![720],
+            duration_seconds: Some(12.0),
+            width: Some(1280),
+            height: Some(720),
+            bunny_guid: None,
+        }
+    }
+    fn record() -> ExerciseVideo {
+        ExerciseVideo::new(ExerciseId::parse("ex-1").unwrap(), Scope::Global, t(0))
+    }
+    fn started(upload: &str) -> ExerciseVideo {
+        let mut v = record();
+        v.begin_upload(
+            &Scope::Global,
+            PendingUpload::awaiting(uid(upload), Provider::BunnyStream, t(0)),
+            t(0),
+        )
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn happy_path_awaiting_processing_ready() {
+        let mut v = started("u1");
+        assert_eq!(v.status(), Some(UploadStatus::AwaitingUpload));
+        v.mark_processing(&uid("u1"), Some(10), None, t(1)).unwrap();
+        v.mark_processing(&uid("u1"), Some(50), None, t(2)).unwrap();
+        assert_eq!(v.pending.as_ref().unwrap().progress, Some(50));
+        assert_eq!(v.complete(&uid("u1"), rendition("u1"), t(3)).unwrap(), None);
+        assert_eq!(v.status(), Some(UploadStatus::Ready));
+        assert!(v.pending.is_none());
+        assert_eq!(v.version, 4);
+        assert_eq!(v.updated_at, t(3));
+    }
+
+    #[test]
+    fn late_and_duplicate_events_are_ignored_without_change() {
+        let mut v = started("u1");
+        v.complete(&uid("u1"), rendition("u1"), t(3)).unwrap();
+        let before = v.clone();
+        assert_eq!(
+            v.mark_processing(&uid("u1"), Some(10), None, t(4)),
+            Err(Ignored::AlreadyCurrent(uid("u1")))
+        );
+        assert_eq!(
+            v.complete(&uid("u1"), rendition("u1"), t(4)),
+            Err(Ignored::AlreadyCurrent(uid("u1")))
+        );
+        assert!(v
+            .fail(
+                &uid("u1"),
+                UploadError {
+                    code: "x".into(),
+                    message: "y".into()
+                },
+                t(4)
+            )
+            .is_err());
+        assert_eq!(v, before);
+    }
+
+    #[test]
+    fn progress_never_goes_backwards() {
+        let mut v = started("u1");
+        v.mark_processing(&uid("u1"), Some(60), None, t(1)).unwrap();
+        let before = v.clone();
+        assert_eq!(
+            v.mark_processing(&uid("u1"), Some(30), None, t(2)),
+            Err(Ignored::NoProgress { old: 60, new: 30 })
+        );
+        assert!(v.mark_processing(&uid("u1"), Some(60), None, t(2)).is_err());
+        assert!(v.mark_processing(&uid("u1"), None, None, t(2)).is_err());
+        assert_eq!(v, before);
+        v.mark_processing(&uid("u1"), Some(250), None, t(3))
+            .unwrap();
+        assert_eq!(v.pending.as_ref().unwrap().progress, Some(100));
+    }
+
+    #[test]
+    fn job_id_is_recorded_once() {
+        let mut v = started("u1");
+        v.mark_processing(&uid("u1"), None, Some("job-1".into()), t(1))
+            .unwrap();
+        assert_eq!(v.pending.as_ref().unwrap().job_id.as_deref(), Some("job-1"));
+        assert_eq!(v.pending.as_ref().unwrap().status, UploadStatus::Processing);
+        // A duplicate start with the same job is a no-op.
+        assert!(v
+            .mark_processing(&uid("u1"), None, Some("job-1".into()), t(2))
+            .is_err());
+    }
+
+    #[test]
+    fn failure_is_terminal_and_keeps_current_playing() {
+        let mut v = started("u1");
+        v.complete(&uid("u1"), rendition("u1"), t(1)).unwrap();
+        v.begin_upload(
+            &Scope::Global,
+            PendingUpload::awaiting(uid("u2"), Provider::BunnyStream, t(2)),
+            t(2),
+        )
+        .unwrap();
+        assert_eq!(v.status(), Some(UploadStatus::AwaitingUpload));
+        let err = UploadError {
+            code: "bad".into(),
+            message: "not a video".into(),
+        };
+        v.fail(&uid("u2"), err.clone(), t(3)).unwrap();
+        assert_eq!(v.status(), Some(UploadStatus::Failed));
+        assert_eq!(v.current.as_ref().unwrap().upload_id, uid("u1"));
+        assert_eq!(
+            v.complete(&uid("u2"), rendition("u2"), t(4)),
+            Err(Ignored::Transition(TransitionError {
+                from: UploadStatus::Failed,
+                to: UploadStatus::Ready
+            }))
+        );
+        assert!(v.mark_processing(&uid("u2"), Some(5), None, t(4)).is_err());
+        assert_eq!(v.pending.as_ref().unwrap().error, Some(err));
+    }
+
+    #[test]
+    fn replacement_keeps_current_until_ready_then_returns_it() {
+        let mut v = started("u1");
+        v.complete(&uid("u1"), rendition("u1"), t(1)).unwrap();
+        v.begin_upload(
+            &Scope::Global,
+            PendingUpload::awaiting(uid("u2"), Provider::AwsMediaconvert, t(2)),
+            t(2),
+        )
+        .unwrap();
+        assert_eq!(v.current.as_ref().unwrap().upload_id, uid("u1"));
+        assert_eq!(v.provider(), Some(Provider::AwsMediaconvert));
+        // An event for the old upload does not touch the new one.
+        assert!(matches!(
+            v.mark_processing(&uid("u1"), Some(5), None, t(3)),
+            Err(Ignored::AlreadyCurrent(_))
+        ));
+        let replaced = v.complete(&uid("u2"), rendition("u2"), t(4)).unwrap();
+        assert_eq!(replaced.unwrap().upload_id, uid("u1"));
+        assert_eq!(v.current.as_ref().unwrap().upload_id, uid("u2"));
+    }
+
+    #[test]
+    fn a_newer_upload_supersedes_a_pending_one() {
+        let mut v = started("u1");
+        let replaced = v
+            .begin_upload(
+                &Scope::Global,
+                PendingUpload::awaiting(uid("u2"), Provider::BunnyStream, t(1)),
+                t(1),
+            )
+            .unwrap();
+        assert_eq!(replaced.unwrap().upload_id, uid("u1"));
+        assert_eq!(
+            v.mark_processing(&uid("u1"), Some(1), None, t(2)),
+            Err(Ignored::StaleUpload {
+                event: uid("u1"),
+                pending: Some(uid("u2"))
+            })
+        );
+    }
+
+    #[test]
+    fn scope_is_fixed_by_the_first_upload() {
+        let mut v = started("u1");
+        let org = Scope::parse("clinic-1").unwrap();
+        assert!(matches!(
+            v.begin_upload(
+                &org,
+                PendingUpload::awaiting(uid("u2"), Provider::BunnyStream, t(1)),
+                t(1)
+            ),
+            Err(Ignored::ScopeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn out_of_order_ready_before_processing_is_accepted_once() {
+        let mut v = started("u1");
+        v.complete(&uid("u1"), rendition("u1"), t(1)).unwrap();
+        // The PROGRESSING that arrives afterwards is a no-op.
+        assert!(v.mark_processing(&uid("u1"), Some(0), None, t(2)).is_err());
+        assert_eq!(v.status(), Some(UploadStatus::Ready));
+    }
+
+    #[test]
+    fn provider_parses_only_known_values() {
+        assert_eq!(
+            "bunny_stream".parse::<Provider>().unwrap(),
+            Provider::BunnyStream
+        );
+        assert!("vimeo".parse::<Provider>().is_err());
+        assert!(serde_json::from_str::<Provider>("\"vimeo\"").is_err());
+    }
+}
