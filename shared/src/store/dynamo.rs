@@ -110,6 +110,11 @@ impl DynamoStore {
         }
     }
 
+    /// The usual construction in a function's `main`.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(config), table)
+    }
+
     pub fn table(&self) -> &str {
         &self.table
     }
