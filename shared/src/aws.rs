@@ -5,7 +5,7 @@
 //! store: Mozilla's roots embedded at build time, parsed from memory. Endpoints still come from
 //! the standard `AWS_ENDPOINT_URL[_SERVICE]` variables, so moto and the local cloud just work.
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use aws_smithy_http_client::Builder;
 
@@ -17,6 +17,12 @@ pub const ROOT_CERTIFICATES_PEM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"),
 /// Region, credentials and endpoints from the environment; one rustls (ring) HTTPS client with
 /// the embedded trust store, shared by every SDK client built from this config.
 pub async fn sdk_config() -> Result<SdkConfig, HttpClientError> {
+    Ok(config_loader()?.load().await)
+}
+
+/// The loader behind [`sdk_config`], for callers that override region, credentials or endpoint
+/// (tests, the local cloud).
+pub fn config_loader() -> Result<ConfigLoader, HttpClientError> {
     let trust = TrustStore::empty()
         .with_native_roots(false)
         .with_pem_certificate(ROOT_CERTIFICATES_PEM);
@@ -25,10 +31,7 @@ pub async fn sdk_config() -> Result<SdkConfig, HttpClientError> {
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(context)
         .build_https();
-    Ok(aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https)
-        .load()
-        .await)
+    Ok(aws_config::defaults(BehaviorVersion::latest()).http_client(https))
 }
 
 #[cfg(test)]

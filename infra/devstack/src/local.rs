@@ -1,0 +1,54 @@
+//! The local deployment: the table, development CDN settings and each function's environment,
+//! as the template gives them in AWS (with local endpoints and non-secret development keys).
+
+use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::store::{Expect, StoreError, VideoStore};
+use exvid_shared::video::ExerciseVideo;
+
+pub const TABLE_NAME: &str = "exvid-local-videos";
+/// Development-only token keys: the local CDN checks these; never used in AWS.
+pub const BUNNY_CDN_TOKEN_KEY: &str = "local-bunny-pull-zone-token-key";
+pub const CLOUDFRONT_TOKEN_KEY: &str = "local-cloudfront-token-key-0001";
+pub const BUNNY_CDN_HOST: &str = "https://vz-local.b-cdn.net";
+pub const CLOUDFRONT_HOST: &str = "https://d-local.cloudfront.net";
+
+/// The environment of a function running against moto at `aws_endpoint`.
+pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("TABLE_NAME", TABLE_NAME),
+        ("VIDEO_PROVIDER", "bunny_stream"),
+        ("BUNNY_STREAM_CDN_HOSTNAME", BUNNY_CDN_HOST),
+        ("BUNNY_STREAM_CDN_TOKEN_KEY", BUNNY_CDN_TOKEN_KEY),
+        ("AWS_CLOUDFRONT_DOMAIN", CLOUDFRONT_HOST),
+        ("CDN_TOKEN_KEY", CLOUDFRONT_TOKEN_KEY),
+        ("PLAYBACK_URL_TTL_SECONDS", "3600"),
+        ("AWS_ENDPOINT_URL", aws_endpoint),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// An SDK config for moto at `endpoint` (static local credentials, fixed region).
+pub async fn moto_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_sdk_dynamodb::config::Credentials;
+    exvid_shared::aws::config_loader()
+        .expect("TLS context")
+        .region(aws_config::Region::new("eu-central-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "local"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// Creates the table and stores `records` as they are (each as a new item).
+pub async fn seed(store: &DynamoStore, records: &[ExerciseVideo]) -> Result<(), StoreError> {
+    store.create_table().await?;
+    for r in records {
+        store.put(r, &Expect::Absent, None).await?;
+    }
+    Ok(())
+}
