@@ -157,6 +157,8 @@ pub enum Ignored {
     },
     #[error("upload {0} is already the current rendition")]
     AlreadyCurrent(UploadId),
+    #[error("job {event} is not the upload's job {recorded}")]
+    OtherJob { event: String, recorded: String },
     #[error(transparent)]
     Transition(#[from] TransitionError),
     #[error("progress {new}% does not advance {old}%")]
@@ -203,8 +205,13 @@ impl ExerciseVideo {
         self.updated_at = now;
     }
 
-    /// The pending upload, if `upload_id` is it; otherwise why the event does not apply.
-    fn pending_for(&mut self, upload_id: &UploadId) -> Result<&mut PendingUpload, Ignored> {
+    /// The pending upload, if `upload_id` is it (and `job_id`, when the event names one, is its
+    /// job or it has none yet); otherwise why the event does not apply.
+    fn pending_for(
+        &mut self,
+        upload_id: &UploadId,
+        job_id: Option<&str>,
+    ) -> Result<&mut PendingUpload, Ignored> {
         let matches = self.pending.as_ref().map(|p| &p.upload_id) == Some(upload_id);
         if !matches {
             if self.current.as_ref().map(|c| &c.upload_id) == Some(upload_id) {
@@ -215,7 +222,23 @@ impl ExerciseVideo {
                 pending: self.pending.as_ref().map(|p| p.upload_id.clone()),
             });
         }
-        self.pending.as_mut().ok_or(Ignored::NoRecord)
+        let pending = self.pending.as_mut().ok_or(Ignored::NoRecord)?;
+        if let (Some(event), Some(recorded)) = (job_id, pending.job_id.as_deref()) {
+            if event != recorded {
+                return Err(Ignored::OtherJob {
+                    event: event.to_owned(),
+                    recorded: recorded.to_owned(),
+                });
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Records the job an event names, the first time one is seen.
+    fn record_job(pending: &mut PendingUpload, job_id: Option<&str>) {
+        if pending.job_id.is_none() {
+            pending.job_id = job_id.map(str::to_owned);
+        }
     }
 
     /// Starts a new upload. It replaces any pending one (returned, so its provider asset can be
@@ -242,15 +265,16 @@ impl ExerciseVideo {
         Ok(replaced)
     }
 
-    /// The provider has the file / reports progress. Progress never goes backwards.
+    /// The provider has the file / reports progress. Progress never goes backwards; the first
+    /// job id seen is recorded and another job's events are ignored.
     pub fn mark_processing(
         &mut self,
         upload_id: &UploadId,
         progress: Option<u8>,
-        job_id: Option<String>,
+        job_id: Option<&str>,
         now: Timestamp,
     ) -> Result<(), Ignored> {
-        let pending = self.pending_for(upload_id)?;
+        let pending = self.pending_for(upload_id, job_id)?;
         pending.status.transition(UploadStatus::Processing)?;
         let progress = progress.map(|p| p.min(100));
         let status_changes = pending.status != UploadStatus::Processing;
@@ -268,7 +292,7 @@ impl ExerciseVideo {
             pending.progress = progress;
         }
         if job_recorded {
-            pending.job_id = job_id;
+            Self::record_job(pending, job_id);
         }
         self.touch(now);
         Ok(())
@@ -279,10 +303,11 @@ impl ExerciseVideo {
     pub fn complete(
         &mut self,
         upload_id: &UploadId,
+        job_id: Option<&str>,
         rendition: Rendition,
         now: Timestamp,
     ) -> Result<Option<Rendition>, Ignored> {
-        let pending = self.pending_for(upload_id)?;
+        let pending = self.pending_for(upload_id, job_id)?;
         pending.status.transition(UploadStatus::Ready)?;
         self.pending = None;
         let replaced = self.current.replace(rendition);
@@ -294,12 +319,17 @@ impl ExerciseVideo {
     pub fn fail(
         &mut self,
         upload_id: &UploadId,
+        job_id: Option<&str>,
         error: UploadError,
         now: Timestamp,
     ) -> Result<(), Ignored> {
-        let pending = self.pending_for(upload_id)?;
+        let pending = self.pending_for(upload_id, job_id)?;
         pending.status = pending.status.transition(UploadStatus::Failed)?;
+        Self::record_job(pending, job_id);
         pending.error = Some(error);
+        // Progress means nothing once failed, and dropping it makes the failed record the same
+        // whichever progress events arrived before the failure.
+        pending.progress = None;
         self.touch(now);
         Ok(())
     }
@@ -349,7 +379,10 @@ mod tests {
         v.mark_processing(&uid("u1"), Some(10), None, t(1)).unwrap();
         v.mark_processing(&uid("u1"), Some(50), None, t(2)).unwrap();
         assert_eq!(v.pending.as_ref().unwrap().progress, Some(50));
-        assert_eq!(v.complete(&uid("u1"), rendition("u1"), t(3)).unwrap(), None);
+        assert_eq!(
+            v.complete(&uid("u1"), None, rendition("u1"), t(3)).unwrap(),
+            None
+        );
         assert_eq!(v.status(), Some(UploadStatus::Ready));
         assert!(v.pending.is_none());
         assert_eq!(v.version, 4);
@@ -359,19 +392,20 @@ mod tests {
     #[test]
     fn late_and_duplicate_events_are_ignored_without_change() {
         let mut v = started("u1");
-        v.complete(&uid("u1"), rendition("u1"), t(3)).unwrap();
+        v.complete(&uid("u1"), None, rendition("u1"), t(3)).unwrap();
         let before = v.clone();
         assert_eq!(
             v.mark_processing(&uid("u1"), Some(10), None, t(4)),
             Err(Ignored::AlreadyCurrent(uid("u1")))
         );
         assert_eq!(
-            v.complete(&uid("u1"), rendition("u1"), t(4)),
+            v.complete(&uid("u1"), None, rendition("u1"), t(4)),
             Err(Ignored::AlreadyCurrent(uid("u1")))
         );
         assert!(v
             .fail(
                 &uid("u1"),
+                None,
                 UploadError {
                     code: "x".into(),
                     message: "y".into()
@@ -402,20 +436,51 @@ mod tests {
     #[test]
     fn job_id_is_recorded_once() {
         let mut v = started("u1");
-        v.mark_processing(&uid("u1"), None, Some("job-1".into()), t(1))
+        v.mark_processing(&uid("u1"), None, Some("job-1"), t(1))
             .unwrap();
         assert_eq!(v.pending.as_ref().unwrap().job_id.as_deref(), Some("job-1"));
         assert_eq!(v.pending.as_ref().unwrap().status, UploadStatus::Processing);
         // A duplicate start with the same job is a no-op.
         assert!(v
-            .mark_processing(&uid("u1"), None, Some("job-1".into()), t(2))
+            .mark_processing(&uid("u1"), None, Some("job-1"), t(2))
+            .is_err());
+    }
+
+    #[test]
+    fn events_of_another_job_for_the_same_upload_are_ignored() {
+        let mut v = started("u1");
+        v.mark_processing(&uid("u1"), Some(5), Some("job-1"), t(1))
+            .unwrap();
+        let before = v.clone();
+        let other =
+            |v: &mut ExerciseVideo| v.complete(&uid("u1"), Some("job-2"), rendition("u1"), t(2));
+        assert!(matches!(other(&mut v), Err(Ignored::OtherJob { .. })));
+        assert!(v
+            .mark_processing(&uid("u1"), Some(50), Some("job-2"), t(2))
+            .is_err());
+        assert_eq!(v, before);
+        v.complete(&uid("u1"), Some("job-1"), rendition("u1"), t(3))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_failure_before_the_start_event_still_records_its_job() {
+        let mut v = started("u1");
+        let err = UploadError {
+            code: "e".into(),
+            message: "m".into(),
+        };
+        v.fail(&uid("u1"), Some("job-9"), err, t(1)).unwrap();
+        assert_eq!(v.pending.as_ref().unwrap().job_id.as_deref(), Some("job-9"));
+        assert!(v
+            .mark_processing(&uid("u1"), Some(10), Some("job-9"), t(2))
             .is_err());
     }
 
     #[test]
     fn failure_is_terminal_and_keeps_current_playing() {
         let mut v = started("u1");
-        v.complete(&uid("u1"), rendition("u1"), t(1)).unwrap();
+        v.complete(&uid("u1"), None, rendition("u1"), t(1)).unwrap();
         v.begin_upload(
             &Scope::Global,
             PendingUpload::awaiting(uid("u2"), Provider::BunnyStream, t(2)),
@@ -427,11 +492,11 @@ mod tests {
             code: "bad".into(),
             message: "not a video".into(),
         };
-        v.fail(&uid("u2"), err.clone(), t(3)).unwrap();
+        v.fail(&uid("u2"), None, err.clone(), t(3)).unwrap();
         assert_eq!(v.status(), Some(UploadStatus::Failed));
         assert_eq!(v.current.as_ref().unwrap().upload_id, uid("u1"));
         assert_eq!(
-            v.complete(&uid("u2"), rendition("u2"), t(4)),
+            v.complete(&uid("u2"), None, rendition("u2"), t(4)),
             Err(Ignored::Transition(TransitionError {
                 from: UploadStatus::Failed,
                 to: UploadStatus::Ready
@@ -444,7 +509,7 @@ mod tests {
     #[test]
     fn replacement_keeps_current_until_ready_then_returns_it() {
         let mut v = started("u1");
-        v.complete(&uid("u1"), rendition("u1"), t(1)).unwrap();
+        v.complete(&uid("u1"), None, rendition("u1"), t(1)).unwrap();
         v.begin_upload(
             &Scope::Global,
             PendingUpload::awaiting(uid("u2"), Provider::AwsMediaconvert, t(2)),
@@ -458,7 +523,7 @@ mod tests {
             v.mark_processing(&uid("u1"), Some(5), None, t(3)),
             Err(Ignored::AlreadyCurrent(_))
         ));
-        let replaced = v.complete(&uid("u2"), rendition("u2"), t(4)).unwrap();
+        let replaced = v.complete(&uid("u2"), None, rendition("u2"), t(4)).unwrap();
         assert_eq!(replaced.unwrap().upload_id, uid("u1"));
         assert_eq!(v.current.as_ref().unwrap().upload_id, uid("u2"));
     }
@@ -500,7 +565,7 @@ mod tests {
     #[test]
     fn out_of_order_ready_before_processing_is_accepted_once() {
         let mut v = started("u1");
-        v.complete(&uid("u1"), rendition("u1"), t(1)).unwrap();
+        v.complete(&uid("u1"), None, rendition("u1"), t(1)).unwrap();
         // The PROGRESSING that arrives afterwards is a no-op.
         assert!(v.mark_processing(&uid("u1"), Some(0), None, t(2)).is_err());
         assert_eq!(v.status(), Some(UploadStatus::Ready));

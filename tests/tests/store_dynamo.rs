@@ -1,0 +1,449 @@
+//! The DynamoDB store against moto server over HTTP: conditional writes, typed conflicts,
+//! idempotent updates, atomic pointer + record writes, deletes.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use exvid_shared::clock::Timestamp;
+use exvid_shared::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
+use exvid_shared::lifecycle::UploadStatus;
+use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::store::{
+    update, BunnyPointer, Consistency, Expect, Outcome, StoreError, VideoStore,
+};
+use exvid_shared::video::{ExerciseVideo, Ignored, PendingUpload, Provider, Rendition};
+use exvid_tests::fresh_store;
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_unix(1_800_000_000 + s).unwrap()
+}
+fn ex() -> ExerciseId {
+    ExerciseId::parse("ex-1").unwrap()
+}
+fn uid(s: &str) -> UploadId {
+    UploadId::parse(s).unwrap()
+}
+fn guid(s: &str) -> BunnyGuid {
+    BunnyGuid::parse(s).unwrap()
+}
+
+fn rendition(upload: &str) -> Rendition {
+    Rendition {
+        provider: Provider::BunnyStream,
+        upload_id: uid(upload),
+        hls_path: format!("/g-{upload}/playlist.m3u8"),
+        thumbnail_path: None,
+        mp4_heights: vec![720],
+        duration_seconds: Some(10.5),
+        width: Some(1280),
+        height: Some(720),
+        bunny_guid: None,
+    }
+}
+
+/// A record with a pending upload `upload`, as intake would create it (version 1).
+fn new_record(upload: &str) -> ExerciseVideo {
+    let mut v = ExerciseVideo::new(ex(), Scope::parse("org-a").unwrap(), t(0));
+    v.begin_upload(
+        &Scope::parse("org-a").unwrap(),
+        PendingUpload::awaiting(uid(upload), Provider::BunnyStream, t(0)),
+        t(0),
+    )
+    .unwrap();
+    v
+}
+
+async fn stored(store: &DynamoStore) -> ExerciseVideo {
+    store
+        .get(&ex(), Consistency::Strong)
+        .await
+        .unwrap()
+        .expect("record exists")
+}
+
+#[tokio::test]
+async fn create_once_then_conflict_carries_the_current_record() {
+    let (store, log) = fresh_store().await;
+    let v = new_record("u1");
+    store.put(&v, &Expect::Absent, None).await.unwrap();
+    assert_eq!(stored(&store).await, v);
+
+    let mut other = new_record("u2");
+    other.version = 1;
+    match store.put(&other, &Expect::Absent, None).await {
+        Err(StoreError::Conflict { current: Some(now) }) => assert_eq!(*now, v),
+        other => panic!("expected a typed conflict with the stored record, got {other:?}"),
+    }
+    assert_eq!(stored(&store).await, v, "the losing write changed nothing");
+    assert_eq!(log.calls(), ["PutItem", "GetItem", "PutItem", "GetItem"]);
+}
+
+#[tokio::test]
+async fn stale_version_and_wrong_upload_are_typed_conflicts() {
+    let (store, _) = fresh_store().await;
+    let v = new_record("u1");
+    store.put(&v, &Expect::Absent, None).await.unwrap();
+
+    let mut next = v.clone();
+    next.mark_processing(&uid("u1"), Some(5), None, t(1))
+        .unwrap();
+    let stale = Expect::Version {
+        version: v.version + 7,
+        upload_id: None,
+    };
+    assert!(matches!(
+        store.put(&next, &stale, None).await,
+        Err(StoreError::Conflict { current: Some(_) })
+    ));
+    let wrong_upload = Expect::Version {
+        version: v.version,
+        upload_id: Some(uid("u-other")),
+    };
+    assert!(matches!(
+        store.put(&next, &wrong_upload, None).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(stored(&store).await, v);
+
+    let right = Expect::Version {
+        version: v.version,
+        upload_id: Some(uid("u1")),
+    };
+    store.put(&next, &right, None).await.unwrap();
+    assert_eq!(stored(&store).await.pending.unwrap().progress, Some(5));
+}
+
+#[tokio::test]
+async fn duplicate_events_are_no_ops_without_a_write() {
+    let (store, log) = fresh_store().await;
+    store
+        .put(&new_record("u1"), &Expect::Absent, None)
+        .await
+        .unwrap();
+    log.clear();
+
+    let progress =
+        |p| move |v: &mut ExerciseVideo| v.mark_processing(&uid("u1"), Some(p), None, t(2));
+    let first = update(&store, &ex(), Some(&uid("u1")), progress(30))
+        .await
+        .unwrap();
+    assert!(matches!(first, Outcome::Applied { .. }));
+    let after_first = stored(&store).await;
+    log.clear();
+
+    let again = update(&store, &ex(), Some(&uid("u1")), progress(30))
+        .await
+        .unwrap();
+    assert!(matches!(
+        again,
+        Outcome::Ignored(Ignored::NoProgress { .. })
+    ));
+    let older = update(&store, &ex(), Some(&uid("u1")), progress(10))
+        .await
+        .unwrap();
+    assert!(matches!(
+        older,
+        Outcome::Ignored(Ignored::NoProgress { old: 30, new: 10 })
+    ));
+    assert_eq!(
+        log.calls(),
+        ["GetItem", "GetItem"],
+        "ignored events write nothing"
+    );
+    assert_eq!(stored(&store).await, after_first);
+}
+
+#[tokio::test]
+async fn events_of_a_replaced_upload_never_touch_the_new_one() {
+    let (store, _) = fresh_store().await;
+    store
+        .put(&new_record("u1"), &Expect::Absent, None)
+        .await
+        .unwrap();
+    let replace = update(&store, &ex(), None, |v| {
+        v.begin_upload(
+            &Scope::parse("org-a").unwrap(),
+            PendingUpload::awaiting(uid("u2"), Provider::AwsMediaconvert, t(3)),
+            t(3),
+        )
+    })
+    .await
+    .unwrap();
+    let Outcome::Applied {
+        value: replaced, ..
+    } = replace
+    else {
+        panic!("replacement applies")
+    };
+    assert_eq!(replaced.unwrap().upload_id, uid("u1"));
+    let before = stored(&store).await;
+
+    let late = update(&store, &ex(), Some(&uid("u1")), |v| {
+        v.complete(&uid("u1"), None, rendition("u1"), t(4))
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        late,
+        Outcome::Ignored(Ignored::StaleUpload { .. })
+    ));
+    assert_eq!(stored(&store).await, before);
+}
+
+#[tokio::test]
+async fn concurrent_writers_both_land_through_conflict_retries() {
+    let (store, _) = fresh_store().await;
+    store
+        .put(&new_record("u1"), &Expect::Absent, None)
+        .await
+        .unwrap();
+    // Many concurrent progress reports: every one either lands or is correctly superseded, and
+    // the record ends at the highest with a version that counts exactly the applied ones.
+    let tasks: Vec<_> = (1..=8u8)
+        .map(|p| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                update(&store, &ex(), Some(&uid("u1")), move |v| {
+                    v.mark_processing(&uid("u1"), Some(p * 10), None, t(5))
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Outcome::Applied { .. }) => applied += 1,
+            Ok(Outcome::Ignored(Ignored::NoProgress { .. })) => {}
+            Err(StoreError::Contended { .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let v = stored(&store).await;
+    assert!(applied >= 1);
+    assert_eq!(v.version, 1 + applied as u64);
+    let p = v.pending.unwrap();
+    assert_eq!(p.status, UploadStatus::Processing);
+    assert!(p.progress.unwrap() >= 10);
+}
+
+type Event = fn(&mut ExerciseVideo) -> Result<(), Ignored>;
+
+fn progress_10(v: &mut ExerciseVideo) -> Result<(), Ignored> {
+    v.mark_processing(&uid("u1"), Some(10), Some("job-1"), t(1))
+}
+fn progress_70(v: &mut ExerciseVideo) -> Result<(), Ignored> {
+    v.mark_processing(&uid("u1"), Some(70), None, t(2))
+}
+fn ready(v: &mut ExerciseVideo) -> Result<(), Ignored> {
+    v.complete(&uid("u1"), Some("job-1"), rendition("u1"), t(3))
+        .map(|_| ())
+}
+fn failed(v: &mut ExerciseVideo) -> Result<(), Ignored> {
+    let error = exvid_shared::video::UploadError {
+        code: "transcode_failed".into(),
+        message: "the video could not be transcoded".into(),
+    };
+    v.fail(&uid("u1"), Some("job-1"), error, t(4))
+}
+
+/// Replays `events` in `order` on a fresh table; returns the final item with the fields that
+/// only count applied events (version, updated_at) normalised.
+async fn replay(events: &[Event], order: &[usize]) -> ExerciseVideo {
+    let (store, _) = fresh_store().await;
+    store
+        .put(&new_record("u1"), &Expect::Absent, None)
+        .await
+        .unwrap();
+    for &i in order {
+        update(&store, &ex(), Some(&uid("u1")), events[i])
+            .await
+            .unwrap();
+    }
+    let mut v = stored(&store).await;
+    v.version = 0;
+    v.updated_at = t(0);
+    v
+}
+
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![vec![]];
+    }
+    let mut out = Vec::new();
+    for p in permutations(n - 1) {
+        for i in 0..=p.len() {
+            let mut q = p.clone();
+            q.insert(i, n - 1);
+            out.push(q);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_order_of_a_history_with_duplicates_converges_to_one_item() {
+    let ready_history: [Event; 3] = [progress_10, progress_70, ready];
+    let failed_history: [Event; 3] = [progress_10, progress_70, failed];
+    for (name, history) in [("ready", ready_history), ("failed", failed_history)] {
+        let mut orders = permutations(3);
+        // Every event delivered twice, in two different interleavings.
+        orders.push(vec![0, 0, 1, 1, 2, 2]);
+        orders.push(vec![2, 1, 0, 2, 1, 0]);
+        let expected = replay(&history, &[0, 1, 2]).await;
+        for order in &orders {
+            assert_eq!(
+                replay(&history, order).await,
+                expected,
+                "{name} history, order {order:?}"
+            );
+        }
+        match name {
+            "ready" => {
+                assert_eq!(expected.status(), Some(UploadStatus::Ready));
+                assert!(expected.pending.is_none());
+            }
+            _ => {
+                assert_eq!(expected.status(), Some(UploadStatus::Failed));
+                assert!(expected.current.is_none());
+            }
+        }
+    }
+    // An ERROR after COMPLETE (or the reverse) leaves the first terminal state in place.
+    let both: [Event; 2] = [ready, failed];
+    assert_eq!(
+        replay(&both, &[0, 1]).await.status(),
+        Some(UploadStatus::Ready)
+    );
+    assert_eq!(
+        replay(&both, &[1, 0]).await.status(),
+        Some(UploadStatus::Failed)
+    );
+}
+
+#[tokio::test]
+async fn record_and_pointer_are_written_together_or_not_at_all() {
+    let (store, log) = fresh_store().await;
+    let g = guid("guid-1");
+    let pointer = BunnyPointer {
+        guid: g.clone(),
+        exercise_id: ex(),
+        upload_id: uid("u1"),
+    };
+    store
+        .put(&new_record("u1"), &Expect::Absent, Some(&pointer))
+        .await
+        .unwrap();
+    assert_eq!(log.calls(), ["TransactWriteItems"]);
+    assert_eq!(
+        store.bunny_pointer(&g).await.unwrap(),
+        Some(pointer.clone())
+    );
+
+    // The record's condition fails: the new pointer must not appear.
+    let g2 = guid("guid-2");
+    let p2 = BunnyPointer {
+        guid: g2.clone(),
+        exercise_id: ex(),
+        upload_id: uid("u2"),
+    };
+    let mut v2 = new_record("u2");
+    v2.version = 99;
+    let err = store
+        .put(
+            &v2,
+            &Expect::Version {
+                version: 42,
+                upload_id: None,
+            },
+            Some(&p2),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { current: Some(_) }),
+        "{err:?}"
+    );
+    assert_eq!(store.bunny_pointer(&g2).await.unwrap(), None);
+
+    // The pointer already exists: the record must not change.
+    let before = stored(&store).await;
+    let mut v3 = before.clone();
+    v3.begin_upload(
+        &Scope::parse("org-a").unwrap(),
+        PendingUpload::awaiting(uid("u3"), Provider::BunnyStream, t(9)),
+        t(9),
+    )
+    .unwrap();
+    let expect = Expect::Version {
+        version: before.version,
+        upload_id: None,
+    };
+    let err = store.put(&v3, &expect, Some(&pointer)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::PointerExists(ref x) if x == &g),
+        "{err:?}"
+    );
+    assert_eq!(stored(&store).await, before);
+}
+
+#[tokio::test]
+async fn delete_is_conditional_atomic_and_idempotent() {
+    let (store, _) = fresh_store().await;
+    let g = guid("guid-del");
+    let pointer = BunnyPointer {
+        guid: g.clone(),
+        exercise_id: ex(),
+        upload_id: uid("u1"),
+    };
+    let v = new_record("u1");
+    store
+        .put(&v, &Expect::Absent, Some(&pointer))
+        .await
+        .unwrap();
+
+    assert!(matches!(
+        store.delete(&ex(), v.version + 1, &[g.clone()]).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        store.bunny_pointer(&g).await.unwrap().is_some(),
+        "nothing deleted on conflict"
+    );
+
+    store.delete(&ex(), v.version, &[g.clone()]).await.unwrap();
+    assert_eq!(store.get(&ex(), Consistency::Strong).await.unwrap(), None);
+    assert_eq!(store.bunny_pointer(&g).await.unwrap(), None);
+    store.delete(&ex(), v.version, &[g]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_item_is_an_error_not_a_key() {
+    let (store, log) = fresh_store().await;
+    let client = exvid_tests::dynamo_client(&log).await;
+    client
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S("EXERCISE#ex-1".into()))
+        .item("exercise_id", AttributeValue::S("../../etc".into()))
+        .item("scope", AttributeValue::S("global".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get(&ex(), Consistency::Eventual).await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_unavailable_not_a_panic() {
+    let sdk = devstack::local::moto_sdk_config("http://127.0.0.1:9").await;
+    let sdk = sdk
+        .into_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let store = DynamoStore::from_sdk_config(&sdk, "nowhere");
+    assert!(matches!(
+        store.get(&ex(), Consistency::Eventual).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
