@@ -1,0 +1,300 @@
+//! `GET /v1/exercises/{id}/video` from API Gateway v2 events (the fixture in `tests/events/`)
+//! through the handler to DynamoDB on moto: signed URLs, exactly one read, tenant isolation,
+//! problem+json for every refusal.
+
+use std::collections::HashMap;
+
+use exvid_shared::clock::FixedClock;
+use exvid_shared::config::Cdn;
+use exvid_shared::playback_token::{verify, TokenKey};
+use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::store::{Expect, VideoStore};
+use exvid_shared::video::ExerciseVideo;
+use exvid_tests::{event_json, fresh_store, CallLog};
+use lambda_http::{Body, Response};
+use playback::{Cdns, Playback, PlaybackConfig};
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_795_287_300;
+const BUNNY_KEY: &str = "integration-bunny-key-0001";
+const CF_KEY: &str = "integration-cloudfront-key-01";
+const BUNNY_BASE: &str = "https://vz-it.b-cdn.net";
+const CF_BASE: &str = "https://dit.cloudfront.net";
+
+fn config(table: &str) -> PlaybackConfig {
+    PlaybackConfig {
+        table_name: table.into(),
+        cdns: Cdns {
+            bunny: Some(Cdn {
+                base_url: BUNNY_BASE.into(),
+                key: TokenKey::new(BUNNY_KEY),
+            }),
+            cloudfront: Some(Cdn {
+                base_url: CF_BASE.into(),
+                key: TokenKey::new(CF_KEY),
+            }),
+        },
+        ttl_seconds: 3600,
+        claims: Default::default(),
+    }
+}
+
+/// A store on a fresh table seeded with `tests/events/seed-playback.json`, the app over it and
+/// the DynamoDB call log.
+async fn app() -> (Playback<DynamoStore, FixedClock>, CallLog) {
+    let (store, log) = fresh_store().await;
+    let records: Vec<ExerciseVideo> =
+        serde_json::from_value(event_json("seed-playback.json")).unwrap();
+    for r in &records {
+        store.put(r, &Expect::Absent, None).await.unwrap();
+    }
+    log.clear();
+    let cfg = config(store.table());
+    (Playback::new(store, FixedClock::at_unix(NOW), cfg), log)
+}
+
+/// The fixture event, edited by `edit`.
+fn event(edit: impl FnOnce(&mut Value)) -> lambda_http::Request {
+    let mut e = event_json("playback-get.json");
+    edit(&mut e);
+    lambda_http::request::from_str(&e.to_string()).expect("a valid API Gateway v2 event")
+}
+
+fn for_exercise(id: &str) -> impl FnOnce(&mut Value) + '_ {
+    move |e| {
+        e["pathParameters"]["id"] = json!(id);
+        e["rawPath"] = json!(format!("/v1/exercises/{id}/video"));
+    }
+}
+
+fn with_claims(claims: Value) -> impl FnOnce(&mut Value) {
+    move |e| e["requestContext"]["authorizer"]["jwt"]["claims"] = claims
+}
+
+fn body(r: &Response<Body>) -> Value {
+    let bytes: &[u8] = match r.body() {
+        Body::Binary(b) => b,
+        Body::Text(t) => t.as_bytes(),
+        Body::Empty => b"null",
+        _ => b"null",
+    };
+    serde_json::from_slice(bytes).expect("JSON body")
+}
+
+fn assert_problem(r: &Response<Body>, status: u16, slug: &str) {
+    assert_eq!(r.status(), status, "{:?}", body(r));
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let b = body(r);
+    assert_eq!(b["type"], format!("urn:exvid:problem:{slug}"));
+    assert_eq!(b["status"], status);
+    assert!(b["title"].is_string());
+}
+
+fn uri<'a>(url: &'a str, base: &str) -> &'a str {
+    url.strip_prefix(base).expect("URL on the expected CDN")
+}
+
+#[tokio::test]
+async fn fixture_event_returns_signed_urls_from_exactly_one_read() {
+    let (app, log) = app().await;
+    let r = app.handle(event(|_| {})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.headers()["cache-control"], "private, max-age=300");
+    let b = body(&r);
+    assert_eq!(b["exercise_id"], "ex-knee-01");
+    assert_eq!(b["video_status"], "ready");
+    assert_eq!(b["video_provider"], "bunny_stream");
+    assert_eq!(b["video_duration_seconds"], 42.0);
+    assert_eq!(b["expires_at"], "2026-11-21T19:55:00Z");
+    let key = TokenKey::new(BUNNY_KEY);
+    let hls = b["video_url"].as_str().unwrap();
+    let ok = verify(&key, uri(hls, BUNNY_BASE), NOW, None).unwrap();
+    assert_eq!(
+        ok.path,
+        "/2b7e1c4a-53f1-4c7e-9d0a-8f6b3e2d1c00/playlist.m3u8"
+    );
+    assert_eq!(ok.expires, NOW + 3600);
+    for d in b["video_downloads"].as_array().unwrap() {
+        assert!(verify(&key, uri(d["url"].as_str().unwrap(), BUNNY_BASE), NOW, None).is_ok());
+    }
+    let thumb = b["video_thumbnail_url"].as_str().unwrap();
+    assert!(verify(&key, uri(thumb, BUNNY_BASE), NOW, None).is_ok());
+    assert!(
+        verify(&key, uri(hls, BUNNY_BASE), NOW + 3600, None).is_err(),
+        "expires"
+    );
+
+    assert_eq!(
+        log.calls(),
+        ["GetItem"],
+        "exactly one DynamoDB read, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn global_content_in_processing_keeps_playing_and_is_not_cached() {
+    let (app, log) = app().await;
+    // A patient of any org may read global content.
+    let r = app
+        .handle(event(|e| {
+            for_exercise("ex-shoulder-02")(e);
+            e["requestContext"]["authorizer"]["jwt"]["claims"]["org_id"] = json!("clinic-hamburg");
+        }))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "private, no-cache");
+    let b = body(&r);
+    assert_eq!(b["video_status"], "processing");
+    assert_eq!(b["video_progress"], 40);
+    assert_eq!(b["video_provider"], "aws_mediaconvert");
+    let hls = b["video_url"].as_str().unwrap();
+    let ok = verify(&TokenKey::new(CF_KEY), uri(hls, CF_BASE), NOW, None).unwrap();
+    assert!(ok
+        .path
+        .starts_with("/global/exercises/ex-shoulder-02/video/"));
+    assert_eq!(log.calls(), ["GetItem"]);
+}
+
+#[tokio::test]
+async fn another_orgs_exercise_is_indistinguishable_from_a_missing_one() {
+    let (app, _) = app().await;
+    let other_org = app
+        .handle(event(|e| {
+            e["requestContext"]["authorizer"]["jwt"]["claims"]["org_id"] = json!("clinic-munich");
+        }))
+        .await;
+    let missing = app.handle(event(for_exercise("ex-does-not-exist"))).await;
+    assert_problem(&other_org, 404, "not-found");
+    assert_problem(&missing, 404, "not-found");
+    assert_eq!(body(&other_org), body(&missing), "no existence leak");
+    // Even a superadmin gets 404 for a record that is not there.
+    let admin = app
+        .handle(event(|e| {
+            for_exercise("nope")(e);
+            e["requestContext"]["authorizer"]["jwt"]["claims"]["roles"] = json!("[superadmin]");
+        }))
+        .await;
+    assert_problem(&admin, 404, "not-found");
+}
+
+#[tokio::test]
+async fn a_member_without_org_claim_cannot_read_org_content() {
+    let (app, _) = app().await;
+    let r = app
+        .handle(event(with_claims(
+            json!({"sub": "u-1", "roles": "[patient]"}),
+        )))
+        .await;
+    assert_problem(&r, 404, "not-found");
+}
+
+#[tokio::test]
+async fn missing_claims_are_401_without_touching_the_store() {
+    let (app, log) = app().await;
+    for edit in [
+        Box::new(with_claims(json!({}))) as Box<dyn FnOnce(&mut Value)>,
+        Box::new(with_claims(
+            json!({"org_id": "clinic-berlin", "roles": "[admin]"}),
+        )),
+        Box::new(|e: &mut Value| {
+            e["requestContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("authorizer");
+        }),
+    ] {
+        let r = app.handle(event(edit)).await;
+        assert_problem(&r, 401, "unauthenticated");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    }
+    assert!(log.calls().is_empty());
+}
+
+#[tokio::test]
+async fn hostile_org_claims_are_403() {
+    let (app, log) = app().await;
+    for org in ["../clinic-berlin", "clinic/berlin", "global"] {
+        let r = app
+            .handle(event(|e| {
+                e["requestContext"]["authorizer"]["jwt"]["claims"]["org_id"] = json!(org);
+            }))
+            .await;
+        assert_problem(&r, 403, "invalid-claims");
+    }
+    assert!(log.calls().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_exercise_ids_are_400_without_touching_the_store() {
+    let (app, log) = app().await;
+    let long = "x".repeat(200);
+    for id in [
+        "../x",
+        "..",
+        "a/b",
+        "a%2Fb",
+        "",
+        " ",
+        "übung",
+        "a\u{0}b",
+        long.as_str(),
+    ] {
+        let r = app.handle(event(for_exercise(id))).await;
+        assert_problem(&r, 400, "invalid-id");
+    }
+    let r = app
+        .handle(event(|e| {
+            e.as_object_mut().unwrap().remove("pathParameters");
+        }))
+        .await;
+    assert_problem(&r, 400, "invalid-id");
+    assert!(log.calls().is_empty());
+}
+
+#[tokio::test]
+async fn other_methods_are_405() {
+    let (app, _) = app().await;
+    let r = app
+        .handle(event(|e| {
+            e["requestContext"]["http"]["method"] = json!("DELETE")
+        }))
+        .await;
+    assert_problem(&r, 405, "method-not-allowed");
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_503_problem_not_a_crash() {
+    let sdk = devstack::local::moto_sdk_config("http://127.0.0.1:9").await;
+    let sdk = sdk
+        .into_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let store = DynamoStore::from_sdk_config(&sdk, "nowhere");
+    let app = Playback::new(store, FixedClock::at_unix(NOW), config("nowhere"));
+    let r = app.handle(event(|_| {})).await;
+    assert_problem(&r, 503, "store-unavailable");
+    assert!(
+        !body(&r).to_string().contains("127.0.0.1"),
+        "no internals leak"
+    );
+}
+
+#[tokio::test]
+async fn configurable_claim_names() {
+    let (store, _) = fresh_store().await;
+    let records: Vec<ExerciseVideo> =
+        serde_json::from_value(event_json("seed-playback.json")).unwrap();
+    store.put(&records[0], &Expect::Absent, None).await.unwrap();
+    let mut cfg = config(store.table());
+    cfg.claims.org = "custom:tenant".into();
+    cfg.claims.roles = "cognito:groups".into();
+    let app = Playback::new(store, FixedClock::at_unix(NOW), cfg);
+    let claims: HashMap<&str, &str> = HashMap::from([
+        ("sub", "s-1"),
+        ("custom:tenant", "clinic-berlin"),
+        ("cognito:groups", "[specialist]"),
+    ]);
+    let r = app.handle(event(with_claims(json!(claims)))).await;
+    assert_eq!(r.status(), 200);
+}
