@@ -226,7 +226,8 @@ mod tests {
 
     #[test]
     fn rejects_hostile_ids() {
-        let cases: &[(&str, fn(&IdError) -> bool)] = &[
+        type Expectation = fn(&IdError) -> bool;
+        let cases: &[(&str, Expectation)] = &[
             ("", |e| matches!(e, IdError::Empty { .. })),
             ("../x", |e| matches!(e, IdError::InvalidCharacter { .. })),
             ("..", |e| matches!(e, IdError::DotSegment { .. })),

@@ -1,0 +1,191 @@
+//! `make bench`: per function, the stripped release binary's size, its init time (exec to the
+//! first `GET /runtime/invocation/next` on the local Runtime API) as a ratio to a bare
+//! `lambda_runtime` hello-world built in the same workspace with the same profile, and its peak
+//! RSS after one invocation with a fixture event. Runs are interleaved (hello, function, hello,
+//! …) so machine noise hits both alike; medians and ranges are reported, never single runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use devstack::lambda_process::LambdaProcess;
+use devstack::local;
+use devstack::moto::{repo_root, Moto};
+use devstack::runtime_api::Outcome;
+use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::video::ExerciseVideo;
+
+const SIZE_BUDGET_MB: f64 = 8.0;
+const INIT_RATIO_BUDGET: f64 = 1.5;
+const RSS_BUDGET_MB: f64 = 32.0;
+
+struct Subject {
+    name: &'static str,
+    binary: PathBuf,
+    event: Vec<u8>,
+    env: Vec<(String, String)>,
+    init_us: Vec<u128>,
+    rss_kib: Vec<u64>,
+}
+
+fn median(v: &[u128]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    let n = s.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        s[n / 2] as f64
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) as f64 / 2.0
+    }
+}
+
+fn run_once(s: &mut Subject) -> Result<(), String> {
+    let process =
+        LambdaProcess::spawn(&s.binary, s.name, &s.env, true).map_err(|e| e.to_string())?;
+    let init = process
+        .init_duration(Duration::from_secs(20))
+        .ok_or_else(|| {
+            format!(
+                "{}: no first poll (init error: {:?})",
+                s.name,
+                process.init_error()
+            )
+        })?;
+    match process.invoke(&s.event, Duration::from_secs(20)) {
+        Ok(Outcome::Response(_)) => {}
+        other => return Err(format!("{}: invocation failed: {other:?}", s.name)),
+    }
+    s.init_us.push(init.as_micros());
+    s.rss_kib.push(process.peak_rss_kib().unwrap_or(0));
+    Ok(())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "within budget"
+    } else {
+        "OVER BUDGET"
+    }
+}
+
+fn main() -> Result<(), String> {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(21);
+    let release = repo_root().join("target/release");
+    let fixture = |name: &str| -> Result<Vec<u8>, String> {
+        std::fs::read(repo_root().join("tests/events").join(name))
+            .map_err(|e| format!("{name}: {e}"))
+    };
+
+    let moto = Moto::start().map_err(|e| format!("moto: {e}"))?;
+    let records: Vec<ExerciseVideo> =
+        serde_json::from_slice(&fixture("seed-playback.json")?).map_err(|e| e.to_string())?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(async {
+            let sdk = local::moto_sdk_config(&moto.endpoint()).await;
+            local::seed(
+                &DynamoStore::from_sdk_config(&sdk, local::TABLE_NAME),
+                &records,
+            )
+            .await
+        })
+        .map_err(|e| e.to_string())?;
+    let env = local::function_environment(&moto.endpoint());
+
+    let mut subjects = vec![
+        Subject {
+            name: "bench-hello",
+            binary: release.join("bench-hello"),
+            event: b"{\"hello\":\"world\"}".to_vec(),
+            env: env.clone(),
+            init_us: vec![],
+            rss_kib: vec![],
+        },
+        Subject {
+            name: "playback",
+            binary: release.join("playback"),
+            event: fixture("playback-get.json")?,
+            env,
+            init_us: vec![],
+            rss_kib: vec![],
+        },
+    ];
+    for s in &subjects {
+        if !s.binary.exists() {
+            return Err(format!(
+                "{} missing: run `make bench` (it builds release binaries first)",
+                s.binary.display()
+            ));
+        }
+    }
+    // One warm-up round (page cache), then interleaved measured rounds.
+    for s in subjects.iter_mut() {
+        run_once(s)?;
+        s.init_us.clear();
+        s.rss_kib.clear();
+    }
+    for _ in 0..rounds {
+        for s in subjects.iter_mut() {
+            run_once(s)?;
+        }
+    }
+
+    let baseline = median(&subjects[0].init_us);
+    println!("exvid bench: {rounds} interleaved rounds, release profile, init = exec to first GET /runtime/invocation/next");
+    println!(
+        "{:<12} {:>9} {:>22} {:>11} {:>13}",
+        "function", "size MB", "init µs median (min-max)", "init ratio", "peak RSS MB"
+    );
+    let mut report = Vec::new();
+    for s in &subjects {
+        let size_mb = file_mb(&s.binary);
+        let med = median(&s.init_us);
+        let ratio = med / baseline;
+        let rss_mb = s.rss_kib.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "{:<12} {:>9.2} {:>22} {:>11.2} {:>13.1}",
+            s.name,
+            size_mb,
+            format!(
+                "{:.0} ({}-{})",
+                med,
+                s.init_us.iter().min().unwrap_or(&0),
+                s.init_us.iter().max().unwrap_or(&0)
+            ),
+            ratio,
+            rss_mb
+        );
+        if s.name != "bench-hello" {
+            report.push((s.name, size_mb, ratio, rss_mb));
+        }
+    }
+    println!();
+    for (name, size, ratio, rss) in report {
+        println!(
+            "{name}: size {size:.2} MB <= {SIZE_BUDGET_MB} MB: {}",
+            verdict(size <= SIZE_BUDGET_MB)
+        );
+        println!(
+            "{name}: init {ratio:.2}x bare runtime <= {INIT_RATIO_BUDGET}x: {}",
+            verdict(ratio <= INIT_RATIO_BUDGET)
+        );
+        println!(
+            "{name}: peak RSS {rss:.1} MB <= {RSS_BUDGET_MB} MB: {}",
+            verdict(rss <= RSS_BUDGET_MB)
+        );
+    }
+    Ok(())
+}
+
+fn file_mb(path: &Path) -> f64 {
+    std::fs::metadata(path)
+        .map(|m| m.len() as f64 / 1_000_000.0)
+        .unwrap_or(f64::NAN)
+}
