@@ -1,0 +1,68 @@
+# exvid: the two commands are `make dev` (run the product) and `make test` (everything CI runs).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+CARGO   ?= cargo
+export EXVID_VENV := $(abspath $(VENV))
+
+.PHONY: help dev test tools venv fmt-check clippy unit template bench invoke clean
+
+help:
+	@echo "make dev    - run the playback function locally (moto + the real bootstrap + a fixture event)"
+	@echo "make test   - fmt, clippy, unit + integration tests (moto), template checks"
+	@echo "make bench  - release builds: binary size, init time vs a bare runtime, peak RSS"
+
+# --- set-up -----------------------------------------------------------------------------------
+
+tools:
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust from rustup.rs" >&2; exit 1; }
+	@command -v python3 >/dev/null || { echo "error: python3 not found; install Python 3.10+" >&2; exit 1; }
+	@{ $(CARGO) fmt --version && $(CARGO) clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy >/dev/null 2>&1 \
+	  || { echo "error: rustfmt and clippy are missing and could not be installed (rustup component add rustfmt clippy)" >&2; exit 1; }
+
+$(VENV)/.installed: requirements-dev.txt
+	@python3 -m venv $(VENV) >/dev/null 2>&1 || { echo "error: could not create $(VENV) (on Debian: apt-get install python3-venv)" >&2; exit 1; }
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt \
+	  || { echo "error: pip could not install requirements-dev.txt into $(VENV)" >&2; exit 1; }
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# --- run --------------------------------------------------------------------------------------
+
+dev: tools venv
+	$(CARGO) build -p playback -p devstack
+	target/debug/devstack invoke playback --event tests/events/playback-get.json --seed tests/events/seed-playback.json
+
+invoke: dev
+
+# --- test -------------------------------------------------------------------------------------
+
+fmt-check: tools
+	$(CARGO) fmt --all -- --check
+
+clippy: tools
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+
+unit: tools venv
+	$(CARGO) test --workspace --all-features
+
+template: venv
+	$(PY) infra/check_template.py
+	$(PY) infra/test_check_template.py
+
+test: fmt-check clippy unit template
+	@echo "make test: all checks passed"
+
+# --- measure ----------------------------------------------------------------------------------
+
+bench: tools venv
+	$(CARGO) build --release -p playback -p bench-hello -p devstack
+	target/release/bench
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)

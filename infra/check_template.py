@@ -1,0 +1,203 @@
+"""Checks template.yaml offline: cfn-lint, the SAM translator, cfn-lint on the translated
+CloudFormation (cfn-lint >= 1.54 no longer runs the SAM transform, so circular dependencies only
+show there), and the project's own rules on the result: private encrypted storage, least
+privilege, no plaintext secrets, JWT on every API route.
+
+Usage: python infra/check_template.py [template.yaml]   (exit 0 = all checks passed)
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+# The translator needs a region to build ARNs; nothing is called.
+os.environ.setdefault("AWS_DEFAULT_REGION", "eu-central-1")
+
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import yaml_parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BIN = os.path.dirname(sys.executable)
+
+# Parameters without defaults get plausible values so the translator can resolve them.
+PARAMETERS = {
+    "JwtIssuer": "https://auth.example.com/",
+    "JwtAudience": "exvid-api",
+    "BunnyStreamCdnHostname": "vz-example.b-cdn.net",
+    "CloudFrontDomain": "d111.cloudfront.net",
+}
+
+# What each function may do: (actions, resource logical ids it may touch).
+LEAST_PRIVILEGE = {
+    "PlaybackFunction": {"dynamodb:GetItem"},
+}
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+
+
+def cfn_lint(path, label, ignore=()):
+    args = [os.path.join(BIN, "cfn-lint")]
+    if ignore:
+        args += ["--ignore-checks", *ignore]
+    result = subprocess.run([*args, "--", path], capture_output=True, text=True)
+    check(result.returncode == 0, f"cfn-lint ({label}):\n{result.stdout}{result.stderr}")
+
+
+def resources_of(template, kind):
+    return {
+        name: r for name, r in template["Resources"].items() if r.get("Type") == kind
+    }
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def is_dynamic_reference(value):
+    text = json.dumps(value)
+    return "{{resolve:secretsmanager:" in text or "{{resolve:ssm-secure:" in text
+
+
+def check_sam_source(sam):
+    for name, fn in resources_of(sam, "AWS::Serverless::Function").items():
+        meta = fn.get("Metadata", {})
+        check(meta.get("BuildMethod") == "rust-cargolambda", f"{name}: not built with cargo-lambda")
+        variables = fn["Properties"].get("Environment", {}).get("Variables", {})
+        for var, value in variables.items():
+            if "KEY" in var or "SECRET" in var:
+                check(
+                    is_dynamic_reference(value),
+                    f"{name}: {var} must come from a Secrets Manager/SSM dynamic reference",
+                )
+
+
+def check_translated(cfn):
+    tables = resources_of(cfn, "AWS::DynamoDB::Table")
+    check(len(tables) == 1, "exactly one DynamoDB table")
+    for name, t in tables.items():
+        p = t["Properties"]
+        check(p.get("BillingMode") == "PAY_PER_REQUEST", f"{name}: PAY_PER_REQUEST")
+        check(
+            p.get("KeySchema") == [{"AttributeName": "pk", "KeyType": "HASH"}],
+            f"{name}: key schema must be pk (HASH), as the store expects",
+        )
+        check(
+            p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True,
+            f"{name}: point-in-time recovery on",
+        )
+
+    buckets = resources_of(cfn, "AWS::S3::Bucket")
+    for name, b in buckets.items():
+        p = b["Properties"]
+        block = p.get("PublicAccessBlockConfiguration", {})
+        for flag in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            check(block.get(flag) is True, f"{name}: {flag}")
+        check("BucketEncryption" in p, f"{name}: encryption at rest")
+        check("WebsiteConfiguration" not in p, f"{name}: no website hosting")
+    tls_denied = set()
+    for policy in resources_of(cfn, "AWS::S3::BucketPolicy").values():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            cond = st.get("Condition", {}).get("Bool", {})
+            if st.get("Effect") == "Deny" and cond.get("aws:SecureTransport") == "false":
+                tls_denied.add(policy["Properties"]["Bucket"].get("Ref"))
+            check(
+                not (st.get("Effect") == "Allow" and st.get("Principal") == "*"),
+                "no bucket policy grants access to everyone",
+            )
+    for name in buckets:
+        check(name in tls_denied, f"{name}: a policy denies non-TLS access")
+
+    functions = resources_of(cfn, "AWS::Lambda::Function")
+    roles = resources_of(cfn, "AWS::IAM::Role")
+    for name, fn in functions.items():
+        p = fn["Properties"]
+        check(p.get("Runtime") == "provided.al2023", f"{name}: provided.al2023")
+        check(p.get("Architectures") == ["arm64"], f"{name}: arm64")
+        role = roles.get(p["Role"]["Fn::GetAtt"][0])
+        check(role is not None, f"{name}: has its own role")
+        if role is None:
+            continue
+        allowed = LEAST_PRIVILEGE.get(name)
+        check(allowed is not None, f"{name}: no least-privilege expectation declared in this script")
+        actions = set()
+        for policy in role["Properties"].get("Policies", []):
+            for st in as_list(policy["PolicyDocument"]["Statement"]):
+                if st.get("Effect") == "Allow":
+                    actions.update(as_list(st["Action"]))
+                    for res in as_list(st.get("Resource", [])):
+                        check(res != "*", f"{name}: no Allow on Resource '*'")
+        check(allowed is None or actions == allowed, f"{name}: actions {sorted(actions)} != {sorted(allowed or [])}")
+        managed = [json.dumps(m) for m in role["Properties"].get("ManagedPolicyArns", [])]
+        check(
+            all("AWSLambdaBasicExecutionRole" in m for m in managed),
+            f"{name}: only the basic execution managed policy ({managed})",
+        )
+
+    apis = resources_of(cfn, "AWS::ApiGatewayV2::Api")
+    check(len(apis) == 1, "one HTTP API")
+    schemes = [
+        scheme.get("x-amazon-apigateway-authorizer", {})
+        for api in apis.values()
+        for scheme in api["Properties"].get("Body", {}).get("components", {}).get("securitySchemes", {}).values()
+    ]
+    check(any(s.get("type") == "jwt" for s in schemes), "a JWT authorizer")
+    routes = resources_of(cfn, "AWS::ApiGatewayV2::Route")
+    for name, r in routes.items():
+        check(r["Properties"].get("AuthorizationType") == "JWT", f"{name}: route requires the JWT authorizer")
+    for body in apis.values():
+        paths = body["Properties"].get("Body", {}).get("paths", {})
+        for path, methods in paths.items():
+            for method, op in methods.items():
+                if method in ("x-amazon-apigateway-any-method", "options"):
+                    continue
+                check(bool(op.get("security")), f"{method.upper()} {path}: JWT security required")
+    check(
+        "/v1/exercises/{id}/video" in json.dumps(apis),
+        "GET /v1/exercises/{id}/video is routed",
+    )
+
+
+def main():
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "template.yaml")
+    with open(path, encoding="utf-8") as f:
+        sam = yaml_parse(f.read())
+    cfn_lint(path, "template")
+    check_sam_source(sam)
+    # What `sam package` does before the transform: local code paths become S3 URIs.
+    packaged = json.loads(json.dumps(sam))
+    for fn in resources_of(packaged, "AWS::Serverless::Function").values():
+        fn["Properties"]["CodeUri"] = "s3://packaged-artifacts/code.zip"
+    try:
+        cfn = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+            packaged, parameter_values=dict(PARAMETERS)
+        )
+    except Exception as e:  # the translator's errors carry the reason in their text
+        failures.append(f"SAM translator: {e}")
+        cfn = None
+    if cfn is not None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+            json.dump(cfn, out)
+        try:
+            # W2001: the translator inlines parameter values it resolved, leaving them "unused".
+            cfn_lint(out.name, "translated", ignore=("W2001",))
+        finally:
+            os.unlink(out.name)
+        check_translated(cfn)
+    if failures:
+        print("template check failed:", file=sys.stderr)
+        for f in failures:
+            print(f"  - {f}", file=sys.stderr)
+        sys.exit(1)
+    print(f"template ok: cfn-lint, SAM translator, cfn-lint of the translation, {len(PARAMETERS)} parameters resolved, security rules")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Proves check_template.py catches what it claims to: each mutation of template.yaml must fail."""
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPLATE = os.path.join(os.path.dirname(HERE), "template.yaml")
+
+MUTATIONS = {
+    "broader IAM": ("Action: dynamodb:GetItem", "Action: dynamodb:*"),
+    "plaintext secret": (
+        '- !Sub "{{resolve:secretsmanager:${SecretName}:SecretString:cdn_token_key}}"',
+        "- plaintext-key-in-template",
+    ),
+    "public bucket": ("RestrictPublicBuckets: true", "RestrictPublicBuckets: false"),
+    "no TLS-only policy": ('aws:SecureTransport: "false"', 'aws:SecureTransport: "true"'),
+    "wrong table key": ("- AttributeName: pk\n          KeyType: HASH", "- AttributeName: id\n          KeyType: HASH"),
+    "unauthenticated route": ("DefaultAuthorizer: PlatformJwt", "# no default authorizer"),
+    "invalid CloudFormation": ("BillingMode: PAY_PER_REQUEST", "BillingMode: FREE"),
+}
+
+
+def main():
+    with open(TEMPLATE, encoding="utf-8") as f:
+        original = f.read()
+    missed = []
+    for name, (old, new) in MUTATIONS.items():
+        if old not in original:
+            missed.append(f"{name}: the text to mutate is no longer in template.yaml")
+            continue
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as t:
+            t.write(original.replace(old, new, 1))
+        try:
+            r = subprocess.run(
+                [sys.executable, os.path.join(HERE, "check_template.py"), t.name],
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            os.unlink(t.name)
+        if r.returncode == 0:
+            missed.append(f"{name}: accepted")
+    if missed:
+        print("template checker self-test failed:", *missed, sep="\n  - ", file=sys.stderr)
+        sys.exit(1)
+    print(f"template checker self-test ok: {len(MUTATIONS)} broken templates rejected")
+
+
+if __name__ == "__main__":
+    main()
