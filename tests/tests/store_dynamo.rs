@@ -401,7 +401,9 @@ async fn delete_is_conditional_atomic_and_idempotent() {
         .unwrap();
 
     assert!(matches!(
-        store.delete(&ex(), v.version + 1, std::slice::from_ref(&g)).await,
+        store
+            .delete(&ex(), v.version + 1, std::slice::from_ref(&g))
+            .await,
         Err(StoreError::Conflict { .. })
     ));
     assert!(
@@ -409,7 +411,10 @@ async fn delete_is_conditional_atomic_and_idempotent() {
         "nothing deleted on conflict"
     );
 
-    store.delete(&ex(), v.version, std::slice::from_ref(&g)).await.unwrap();
+    store
+        .delete(&ex(), v.version, std::slice::from_ref(&g))
+        .await
+        .unwrap();
     assert_eq!(store.get(&ex(), Consistency::Strong).await.unwrap(), None);
     assert_eq!(store.bunny_pointer(&g).await.unwrap(), None);
     store.delete(&ex(), v.version, &[g]).await.unwrap();
