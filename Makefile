@@ -48,14 +48,18 @@ clippy: tools
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 unit: tools venv
-	$(CARGO) test --workspace --all-features
+	@mkdir -p target
+	$(CARGO) test --workspace --all-features 2>&1 | tee target/test-output.log
+	@awk '/^test result:/ {p+=$$4; f+=$$6; s+=$$8} END {printf "%d %d %d\n", p, f, s}' target/test-output.log > target/test-counts
 
 template: venv
 	$(PY) infra/check_template.py
 	$(PY) infra/test_check_template.py
 
 test: fmt-check clippy unit template
-	@echo "make test: all checks passed"
+	@read -r passed failed ignored < target/test-counts; \
+	  echo "make test: fmt, clippy, template checks ok; cargo tests below"; \
+	  echo "tests: $$passed passed, $$failed failed, $$ignored skipped"
 
 # --- measure ----------------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ impl Timestamp {
         self.0.unix_timestamp()
     }
 
-    /// `self + seconds`, saturating at the far future instead of overflowing.
+    /// `self + seconds`; on overflow it stays at `self`, so an absurd TTL yields a token that is
+    /// already expired rather than one that never expires.
     pub fn plus_seconds(self, seconds: u64) -> Self {
         let secs = i64::try_from(seconds).unwrap_or(i64::MAX);
         Timestamp::from_unix(self.unix().saturating_add(secs)).unwrap_or(self)

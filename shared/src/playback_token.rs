@@ -222,16 +222,18 @@ fn split_pair(pair: &str) -> (&str, &str) {
 /// Rejects `.`/`..` segments (also percent-encoded), empty segments and backslashes, so a
 /// token for one directory can never reach another through path tricks.
 fn check_path(path: &str) -> Result<(), TokenError> {
-    if !path.starts_with('/') || path.contains('\\') {
+    let body = path.strip_prefix('/').ok_or(TokenError::UnsafePath)?;
+    if path.contains('\\') {
         return Err(TokenError::UnsafePath);
     }
-    let body = &path[1..];
-    for (i, segment) in body.split('/').enumerate() {
+    let mut segments = body.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
         let decoded = decode(segment).map_err(|_| TokenError::UnsafePath)?;
-        let last = i == body.split('/').count() - 1;
-        if decoded == "." || decoded == ".." || decoded.contains('/') || decoded.contains('\\') {
+        if decoded == "." || decoded == ".." || decoded.contains(['/', '\\']) {
             return Err(TokenError::UnsafePath);
         }
+        // An empty segment is allowed only at the end (a directory path like `/abc/`).
         if segment.is_empty() && !last {
             return Err(TokenError::UnsafePath);
         }
