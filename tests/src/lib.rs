@@ -108,3 +108,13 @@ pub fn event_json(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(event_path(name)).expect("fixture exists");
     serde_json::from_str(&text).expect("fixture is JSON")
 }
+
+/// A store whose endpoint refuses connections, with retries off: the "DynamoDB is down" case.
+pub async fn unreachable_store() -> DynamoStore {
+    let sdk = moto_sdk_config("http://127.0.0.1:9")
+        .await
+        .into_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    DynamoStore::from_sdk_config(&sdk, "nowhere")
+}

@@ -265,12 +265,7 @@ async fn other_methods_are_405() {
 
 #[tokio::test]
 async fn an_unreachable_store_is_503_problem_not_a_crash() {
-    let sdk = devstack::local::moto_sdk_config("http://127.0.0.1:9").await;
-    let sdk = sdk
-        .into_builder()
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .build();
-    let store = DynamoStore::from_sdk_config(&sdk, "nowhere");
+    let store = exvid_tests::unreachable_store().await;
     let app = Playback::new(store, FixedClock::at_unix(NOW), config("nowhere"));
     let r = app.handle(event(|_| {})).await;
     assert_problem(&r, 503, "store-unavailable");

@@ -441,12 +441,7 @@ async fn a_corrupt_item_is_an_error_not_a_key() {
 
 #[tokio::test]
 async fn an_unreachable_store_is_unavailable_not_a_panic() {
-    let sdk = devstack::local::moto_sdk_config("http://127.0.0.1:9").await;
-    let sdk = sdk
-        .into_builder()
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .build();
-    let store = DynamoStore::from_sdk_config(&sdk, "nowhere");
+    let store = exvid_tests::unreachable_store().await;
     assert!(matches!(
         store.get(&ex(), Consistency::Eventual).await,
         Err(StoreError::Unavailable(_))

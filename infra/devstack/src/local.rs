@@ -1,6 +1,7 @@
 //! The local deployment: the table, development CDN settings and each function's environment,
 //! as the template gives them in AWS (with local endpoints and non-secret development keys).
 
+use crate::moto::Moto;
 use exvid_shared::store::dynamo::DynamoStore;
 use exvid_shared::store::{Expect, StoreError, VideoStore};
 use exvid_shared::video::ExerciseVideo;
@@ -51,4 +52,19 @@ pub async fn seed(store: &DynamoStore, records: &[ExerciseVideo]) -> Result<(), 
         store.put(r, &Expect::Absent, None).await?;
     }
     Ok(())
+}
+
+/// Starts moto and stores `records` in a fresh table, blocking (for commands, not async code).
+pub fn moto_with_records(records: &[ExerciseVideo]) -> Result<Moto, String> {
+    let moto = Moto::start().map_err(|e| format!("moto: {e}"))?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(async {
+            let sdk = moto_sdk_config(&moto.endpoint()).await;
+            seed(&DynamoStore::from_sdk_config(&sdk, TABLE_NAME), records).await
+        })
+        .map_err(|e| format!("seeding the table: {e}"))?;
+    Ok(moto)
 }

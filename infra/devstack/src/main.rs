@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use devstack::lambda_process::LambdaProcess;
 use devstack::local;
-use devstack::moto::{repo_root, Moto};
+use devstack::moto::repo_root;
 use devstack::runtime_api::Outcome;
-use exvid_shared::store::dynamo::DynamoStore;
 use exvid_shared::video::ExerciseVideo;
 
 const USAGE: &str = "usage: devstack invoke FUNCTION --event FILE [--seed FILE] [--release]";
@@ -72,21 +71,7 @@ fn invoke(args: InvokeArgs) -> Result<(), String> {
     let profile = if args.release { "release" } else { "debug" };
     let binary = target_dir().join(profile).join(&args.function);
 
-    let moto = Moto::start().map_err(|e| format!("moto: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime
-        .block_on(async {
-            let sdk = local::moto_sdk_config(&moto.endpoint()).await;
-            local::seed(
-                &DynamoStore::from_sdk_config(&sdk, local::TABLE_NAME),
-                &records,
-            )
-            .await
-        })
-        .map_err(|e| format!("seeding the table: {e}"))?;
+    let moto = local::moto_with_records(&records)?;
     eprintln!(
         "devstack: moto on {}, {} record(s) seeded, running {}",
         moto.endpoint(),

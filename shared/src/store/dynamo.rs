@@ -146,6 +146,20 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// The item under `pk`, if any.
+    async fn get_item(&self, pk: String, consistent: bool) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(out.item)
+    }
+
     fn put_request(
         &self,
         video: &ExerciseVideo,
@@ -244,16 +258,11 @@ impl VideoStore for DynamoStore {
         id: &ExerciseId,
         consistency: Consistency,
     ) -> Result<Option<ExerciseVideo>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(exercise_key(id))))
-            .consistent_read(consistency == Consistency::Strong)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        out.item.map(from_item).transpose()
+        let strong = consistency == Consistency::Strong;
+        self.get_item(exercise_key(id), strong)
+            .await?
+            .map(from_item)
+            .transpose()
     }
 
     async fn put(
@@ -269,15 +278,10 @@ impl VideoStore for DynamoStore {
     }
 
     async fn bunny_pointer(&self, guid: &BunnyGuid) -> Result<Option<BunnyPointer>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(bunny_key(guid))))
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        out.item.map(from_item).transpose()
+        self.get_item(bunny_key(guid), false)
+            .await?
+            .map(from_item)
+            .transpose()
     }
 
     async fn delete(

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use devstack::lambda_process::LambdaProcess;
 use devstack::local;
-use devstack::moto::{repo_root, Moto};
+use devstack::moto::repo_root;
 use devstack::runtime_api::Outcome;
-use exvid_shared::store::dynamo::DynamoStore;
 use exvid_shared::video::ExerciseVideo;
 
 const SIZE_BUDGET_MB: f64 = 8.0;
@@ -81,22 +80,9 @@ fn main() -> Result<(), String> {
             .map_err(|e| format!("{name}: {e}"))
     };
 
-    let moto = Moto::start().map_err(|e| format!("moto: {e}"))?;
     let records: Vec<ExerciseVideo> =
         serde_json::from_slice(&fixture("seed-playback.json")?).map_err(|e| e.to_string())?;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?
-        .block_on(async {
-            let sdk = local::moto_sdk_config(&moto.endpoint()).await;
-            local::seed(
-                &DynamoStore::from_sdk_config(&sdk, local::TABLE_NAME),
-                &records,
-            )
-            .await
-        })
-        .map_err(|e| e.to_string())?;
+    let moto = local::moto_with_records(&records)?;
     let env = local::function_environment(&moto.endpoint());
 
     let mut subjects = vec![
