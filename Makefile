@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 CARGO   ?= cargo
 export EXVID_VENV := $(abspath $(VENV))
 
-.PHONY: help dev test tools venv fmt-check clippy unit template bench invoke clean
+.PHONY: help dev test tools venv fmt-check clippy unit edge template bench invoke clean
 
 help:
 	@echo "make dev    - run the playback function locally (moto + the real bootstrap + a fixture event)"
@@ -52,14 +52,20 @@ unit: tools venv
 	$(CARGO) test --workspace --all-features 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p+=$$4; f+=$$6; s+=$$8} END {printf "%d %d %d\n", p, f, s}' target/test-output.log > target/test-counts
 
+# The CloudFront Function, in Node, against Bunny's vectors and the Rust-minted cases `unit` wrote.
+edge:
+	@command -v node >/dev/null || { echo "error: node not found (apt-get install nodejs, version 20 or later)" >&2; exit 1; }
+	node --test infra/cloudfront/ 2>&1 | tee target/edge-output.log
+	@awk '/^# pass/ {p=$$3} /^# fail/ {f=$$3} END {printf "%d %d\n", p, f}' target/edge-output.log > target/edge-counts
+
 template: venv
 	$(PY) infra/check_template.py
 	$(PY) infra/test_check_template.py
 
-test: fmt-check clippy unit template
-	@read -r passed failed ignored < target/test-counts; \
-	  echo "make test: fmt, clippy, template checks ok; cargo tests below"; \
-	  echo "tests: $$passed passed, $$failed failed, $$ignored skipped"
+test: fmt-check clippy unit edge template
+	@read -r passed failed ignored < target/test-counts; read -r epassed efailed < target/edge-counts; \
+	  echo "make test: fmt, clippy, template checks ok; cargo ($$passed) and node ($$epassed) tests below"; \
+	  echo "tests: $$((passed + epassed)) passed, $$((failed + efailed)) failed, $$ignored skipped"
 
 # --- measure ----------------------------------------------------------------------------------
 
