@@ -9,6 +9,7 @@ pub mod config;
 pub mod ids;
 pub mod lifecycle;
 pub mod media_keys;
+pub mod mediaconvert;
 pub mod playback_token;
 pub mod store;
 pub mod telemetry;

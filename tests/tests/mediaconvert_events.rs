@@ -1,0 +1,166 @@
+//! The MediaConvert Job State Change fixtures in `tests/events/` (one per status), parsed as
+//! EventBridge events and mapped to state changes; and every fixture mutated (each field dropped
+//! or given a wrong type) ends as an error or a valid change, never a panic.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use exvid_shared::clock::Timestamp;
+use exvid_shared::lifecycle::UploadStatus;
+use exvid_shared::mediaconvert::event::{
+    change, owner, JobChange, JobStateDetail, DETAIL_TYPE, SOURCE,
+};
+use exvid_shared::video::{ExerciseVideo, PendingUpload, Provider};
+use exvid_tests::event_json;
+use serde_json::Value;
+
+const STATUSES: [&str; 7] = [
+    "progressing",
+    "input-information",
+    "status-update",
+    "complete",
+    "error",
+    "canceled",
+    "new-warning",
+];
+
+fn fixture(status: &str) -> Value {
+    event_json(&format!("mediaconvert-{status}.json"))
+}
+
+fn parse(v: Value) -> Result<EventBridgeEvent<JobStateDetail>, serde_json::Error> {
+    serde_json::from_value(v)
+}
+
+#[test]
+fn every_status_fixture_parses_and_maps() {
+    for status in STATUSES {
+        let event = parse(fixture(status)).unwrap_or_else(|e| panic!("{status}: {e}"));
+        assert_eq!(event.detail_type, DETAIL_TYPE);
+        assert_eq!(event.source, SOURCE);
+        let o = owner(&event.detail).unwrap();
+        assert_eq!(o.exercise_id.as_str(), "ex-knee-01");
+        let c = change(&event.detail, &o).unwrap();
+        let kind = match &c {
+            JobChange::Processing { percent: None } => "processing",
+            JobChange::Processing { percent: Some(42) } => "progress 42",
+            JobChange::Complete(_) => "complete",
+            JobChange::Failed(_) => "failed",
+            JobChange::Nothing { .. } => "nothing",
+            other => panic!("{status}: unexpected {other:?}"),
+        };
+        let expected = match status {
+            "progressing" | "input-information" => "processing",
+            "status-update" => "progress 42",
+            "complete" => "complete",
+            "error" | "canceled" => "failed",
+            _ => "nothing",
+        };
+        assert_eq!(kind, expected, "{status}");
+    }
+}
+
+#[test]
+fn the_complete_fixture_plays_a_portrait_ladder() {
+    let event = parse(fixture("complete")).unwrap();
+    let o = owner(&event.detail).unwrap();
+    let JobChange::Complete(r) = change(&event.detail, &o).unwrap() else {
+        panic!()
+    };
+    assert_eq!((r.width, r.height), (Some(720), Some(1280)));
+    assert_eq!(r.duration_seconds, Some(42.042));
+    assert_eq!(r.mp4_heights, vec![1280]);
+    assert!(r.hls_path.ends_with("/hls/original.m3u8"));
+
+    // Applied to a record waiting for this upload and job, it becomes current.
+    let now = Timestamp::from_unix(1_795_287_400).unwrap();
+    let mut v = ExerciseVideo::new(o.exercise_id.clone(), o.scope.clone(), now);
+    v.begin_upload(
+        &o.scope,
+        PendingUpload::awaiting(o.upload_id.clone(), Provider::AwsMediaconvert, now),
+        now,
+    )
+    .unwrap();
+    v.complete(&o.upload_id, Some(&o.job_id), *r, now).unwrap();
+    assert_eq!(v.status(), Some(UploadStatus::Ready));
+}
+
+/// Every way to damage one field: drop it, or replace it by a value of each other JSON type.
+fn mutations(v: &Value, path: &mut Vec<String>, out: &mut Vec<(String, Value)>, root: &Value) {
+    let replacements = [
+        Value::Null,
+        Value::Bool(true),
+        serde_json::json!(-1),
+        serde_json::json!("x"),
+        serde_json::json!([]),
+        serde_json::json!({}),
+    ];
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                path.push(k.clone());
+                let mut dropped = root.clone();
+                remove(&mut dropped, path);
+                out.push((format!("drop {}", path.join(".")), dropped));
+                for r in &replacements {
+                    let mut replaced = root.clone();
+                    *pointer(&mut replaced, path) = r.clone();
+                    out.push((format!("{} = {r}", path.join(".")), replaced));
+                }
+                mutations(child, path, out, root);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate().take(2) {
+                path.push(i.to_string());
+                mutations(child, path, out, root);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn pointer<'a>(v: &'a mut Value, path: &[String]) -> &'a mut Value {
+    path.iter().fold(v, |v, k| match v {
+        Value::Array(a) => &mut a[k.parse::<usize>().unwrap()],
+        other => &mut other[k.as_str()],
+    })
+}
+
+fn remove(v: &mut Value, path: &[String]) {
+    let (last, parent) = path.split_last().unwrap();
+    match pointer(v, parent) {
+        Value::Object(m) => {
+            m.remove(last);
+        }
+        Value::Array(a) => {
+            a.remove(last.parse::<usize>().unwrap());
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn mutated_fixtures_never_panic() {
+    let mut total = 0;
+    for status in STATUSES {
+        let root = fixture(status);
+        let mut out = Vec::new();
+        mutations(&root, &mut Vec::new(), &mut out, &root);
+        for (name, mutated) in out {
+            total += 1;
+            let result = std::panic::catch_unwind(|| match parse(mutated) {
+                Err(_) => "rejected",
+                Ok(event) => match owner(&event.detail) {
+                    Err(_) => "ignored",
+                    Ok(o) => match change(&event.detail, &o) {
+                        Err(_) => "ignored",
+                        Ok(_) => "applied",
+                    },
+                },
+            });
+            assert!(result.is_ok(), "{status}: {name} panicked");
+        }
+    }
+    assert!(total > 500, "only {total} mutations");
+}
