@@ -136,19 +136,16 @@ impl ApiError {
         }
     }
 
-    /// Server-side failures are logged at error level, caller mistakes at info.
-    pub fn is_server_fault(&self) -> bool {
-        self.problem().status >= 500
-    }
-
+    /// The answer; server-side failures are logged at error level, caller mistakes at info.
     pub fn into_response(self) -> Response<Body> {
-        if self.is_server_fault() {
+        let problem = self.problem();
+        if problem.status >= 500 {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::info!(error = %self, "request refused");
         }
         let unauthenticated = matches!(self, ApiError::Auth(AuthError::Unauthenticated));
-        let mut response = problem_response(&self.problem());
+        let mut response = problem_response(&problem);
         if unauthenticated {
             response
                 .headers_mut()
