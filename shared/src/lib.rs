@@ -7,12 +7,17 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod ids;
+pub mod ladder;
 pub mod lifecycle;
+pub mod media_bucket;
 pub mod media_keys;
+pub mod media_probe;
 pub mod mediaconvert;
 pub mod playback_token;
+pub mod s3_event;
 pub mod store;
 pub mod telemetry;
+pub mod upload_request;
 pub mod video;
 
 #[cfg(feature = "aws")]

@@ -72,6 +72,31 @@ impl ImageType {
             ImageType::Svg => "svg",
         }
     }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ImageType::Jpeg => "image/jpeg",
+            ImageType::Png => "image/png",
+            ImageType::Webp => "image/webp",
+            ImageType::Svg => "image/svg+xml",
+        }
+    }
+
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        [Self::Jpeg, Self::Png, Self::Webp, Self::Svg]
+            .into_iter()
+            .find(|c| c.content_type().eq_ignore_ascii_case(content_type.trim()))
+    }
+
+    /// `jpg` and `jpeg` both name JPEG files.
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        if ext.eq_ignore_ascii_case("jpeg") {
+            return Some(ImageType::Jpeg);
+        }
+        [Self::Jpeg, Self::Png, Self::Webp, Self::Svg]
+            .into_iter()
+            .find(|c| c.extension().eq_ignore_ascii_case(ext))
+    }
 }
 
 /// `{scope}/exercises/{exercise_id}/`: everything an exercise owns (for delete).

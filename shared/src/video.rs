@@ -140,6 +140,9 @@ pub struct ExerciseVideo {
     pub current: Option<Rendition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingUpload>,
+    /// CDN path of a poster an admin uploaded: shown instead of any generated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_thumbnail: Option<String>,
     /// Optimistic concurrency: every stored change increments it; writes expect the old value.
     pub version: u64,
     pub created_at: Timestamp,
@@ -167,6 +170,8 @@ pub enum Ignored {
     ScopeMismatch { stored: Scope, requested: Scope },
     #[error("no video record")]
     NoRecord,
+    #[error("nothing to change")]
+    Unchanged,
 }
 
 impl ExerciseVideo {
@@ -177,6 +182,7 @@ impl ExerciseVideo {
             scope,
             current: None,
             pending: None,
+            uploaded_thumbnail: None,
             version: 0,
             created_at: now,
             updated_at: now,
@@ -313,6 +319,23 @@ impl ExerciseVideo {
         let replaced = self.current.replace(rendition);
         self.touch(now);
         Ok(replaced)
+    }
+
+    /// An admin's poster landed in the bucket at `path`; it wins over generated posters.
+    pub fn set_uploaded_thumbnail(&mut self, path: String, now: Timestamp) -> Result<(), Ignored> {
+        if self.uploaded_thumbnail.as_deref() == Some(path.as_str()) {
+            return Err(Ignored::Unchanged);
+        }
+        self.uploaded_thumbnail = Some(path);
+        self.touch(now);
+        Ok(())
+    }
+
+    /// The poster to show: an uploaded one, else the current rendition's.
+    pub fn thumbnail_path(&self) -> Option<&str> {
+        self.uploaded_thumbnail
+            .as_deref()
+            .or_else(|| self.current.as_ref()?.thumbnail_path.as_deref())
     }
 
     /// The upload failed. `current` (if any) keeps playing.

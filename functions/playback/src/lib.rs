@@ -180,15 +180,26 @@ pub fn view(
         _ => None,
     };
     let current = video.current.as_ref();
-    let (url, thumbnail, downloads) = match signed {
+    let (url, mut thumbnail, downloads) = match signed {
         Some(s) => (Some(s.hls), s.thumbnail, s.downloads),
         None => (None, None, Vec::new()),
     };
+    // An uploaded poster wins; it lives on the CloudFront distribution (the media bucket).
+    if let (Some(path), Some(cdn)) = (&video.uploaded_thumbnail, &cdns.cloudfront) {
+        thumbnail = Some(signed_url(
+            &cdn.key,
+            &cdn.base_url,
+            path,
+            expires_at.unix(),
+            &TokenOptions::default(),
+            UrlForm::Query,
+        ));
+    }
     Ok(PlaybackView {
         exercise_id: video.exercise_id.to_string(),
         video_status: status,
         video_provider: video.provider(),
-        expires_at: url.as_ref().map(|_| expires_at.to_rfc3339()),
+        expires_at: (url.is_some() || thumbnail.is_some()).then(|| expires_at.to_rfc3339()),
         video_url: url,
         video_thumbnail_url: thumbnail,
         video_duration_seconds: current.and_then(|c| c.duration_seconds),

@@ -173,6 +173,14 @@ fn owned_key<'a>(uri: &'a str, prefix: &str) -> Result<&'a str, EventError> {
     }
 }
 
+/// `.../original_720p.mp4` -> 720.
+fn mp4_label(key: &str) -> Option<u32> {
+    let file = key.rsplit('/').next()?;
+    let rest = file.strip_suffix("p.mp4")?;
+    let digits = rest.rsplit('_').next()?;
+    digits.parse().ok().filter(|h| *h > 0)
+}
+
 /// The rendition a COMPLETE event describes: HLS master playlist, the top rung's size and
 /// duration, MP4 heights, and the frame-capture poster if there is one.
 fn rendition(detail: &JobStateDetail, owner: &JobOwner) -> Result<Rendition, EventError> {
@@ -199,11 +207,16 @@ fn rendition(detail: &JobStateDetail, owner: &JobOwner) -> Result<Rendition, Eve
             for path in &output.output_file_paths {
                 let key = owned_key(path, &prefix)?;
                 if key.ends_with(".mp4") {
-                    if let Some(h) = output.video_details.as_ref().and_then(|v| v.height_in_px) {
-                        mp4_heights.push(h);
+                    // The rung is named by its short side (`original_720p.mp4` is 720×1280 in
+                    // portrait): the label comes from the name, which the download path rebuilds.
+                    if let Some(label) = mp4_label(key) {
+                        mp4_heights.push(label);
                     }
-                } else if key.ends_with(".jpg") && poster.is_none() {
-                    poster = Some(media_keys::cdn_path(key));
+                } else if key.ends_with(".jpg") {
+                    // Several captures: the latest frame (the first is often a black lead-in).
+                    if poster.is_none_or(|p| key > p) {
+                        poster = Some(key);
+                    }
                 }
             }
         }
@@ -219,7 +232,7 @@ fn rendition(detail: &JobStateDetail, owner: &JobOwner) -> Result<Rendition, Eve
         provider: Provider::AwsMediaconvert,
         upload_id: owner.upload_id.clone(),
         hls_path: media_keys::cdn_path(master),
-        thumbnail_path: poster,
+        thumbnail_path: poster.map(media_keys::cdn_path),
         mp4_heights,
         duration_seconds: duration_ms.map(|ms| ms as f64 / 1000.0),
         width: top.and_then(|(_, v)| v.width_in_px),
@@ -317,7 +330,7 @@ mod tests {
             "portrait kept"
         );
         assert_eq!(r.duration_seconds, Some(12.04));
-        assert_eq!(r.mp4_heights, vec![1280]);
+        assert_eq!(r.mp4_heights, vec![720]);
         assert_eq!(
             r.thumbnail_path.as_deref(),
             Some("/org-a/exercises/ex-1/video/u1/poster/original.0000000.jpg")

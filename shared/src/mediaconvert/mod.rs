@@ -1,4 +1,7 @@
-//! MediaConvert, as exvid uses it: the job events it reads (`event`). The job settings builder
-//! (SDK types) comes with transcode-start behind a cargo feature.
+//! MediaConvert, as exvid uses it: the job it wants (`job`, no SDK types), the SDK submission
+//! (`client`, behind the `mediaconvert` feature) and the job events it reads (`event`).
 
+#[cfg(feature = "mediaconvert")]
+pub mod client;
 pub mod event;
+pub mod job;

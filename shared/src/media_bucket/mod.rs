@@ -1,0 +1,83 @@
+//! The media bucket behind a small trait: what the functions do with S3 (sign an upload, look at
+//! an uploaded file, delete an exercise's or an upload's objects), so handlers test without AWS
+//! and the S3 implementation is tested against moto over HTTP.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+
+#[cfg(feature = "s3")]
+pub mod s3;
+
+/// User metadata key (`x-amz-meta-upload-id`) tying an uploaded original to its upload: signed
+/// into the presigned PUT, read back by transcode-start.
+pub const UPLOAD_ID_METADATA: &str = "upload-id";
+
+/// What an uploaded object says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub content_type: Option<String>,
+    /// `x-amz-meta-upload-id`, when present.
+    pub upload_id: Option<String>,
+    pub etag: Option<String>,
+}
+
+/// What the presigned PUT binds: the client must send exactly these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutConditions {
+    pub content_type: String,
+    pub content_length: u64,
+    pub upload_id: Option<String>,
+}
+
+/// A presigned upload as the API hands it to the frontend.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PresignedPut {
+    pub method: &'static str,
+    pub url: String,
+    /// Headers the request must carry (they are part of the signature).
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error("media bucket unavailable: {0}")]
+    Unavailable(String),
+    #[error("cannot presign the upload: {0}")]
+    Presign(String),
+}
+
+/// The media bucket.
+pub trait MediaBucket: Send + Sync {
+    fn name(&self) -> &str;
+
+    fn head(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ObjectHead>, BucketError>> + Send;
+
+    /// Up to `len` bytes from `offset` (fewer at the end of the object; empty past it).
+    fn read_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, BucketError>> + Send;
+
+    fn presign_put(
+        &self,
+        key: &str,
+        conditions: &PutConditions,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<PresignedPut, BucketError>> + Send;
+
+    /// Deletes every object (and, in a versioned bucket, every version) under `prefix`; returns
+    /// how many were deleted. Deleting an empty prefix succeeds.
+    fn delete_prefix(&self, prefix: &str)
+        -> impl Future<Output = Result<usize, BucketError>> + Send;
+}

@@ -1,0 +1,231 @@
+//! [`MediaBucket`] on S3 (aws-sdk-s3, default features off, the shared HTTPS client).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+
+use super::{BucketError, MediaBucket, ObjectHead, PresignedPut, PutConditions, UPLOAD_ID_METADATA};
+use crate::clock::Timestamp;
+
+/// The media bucket on S3.
+#[derive(Debug, Clone)]
+pub struct S3Bucket {
+    client: Client,
+    bucket: String,
+}
+
+/// One batch of `DeleteObjects` at most (S3's limit).
+const DELETE_BATCH: usize = 1000;
+
+fn unavailable<E, R>(e: SdkError<E, R>) -> BucketError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    BucketError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+impl S3Bucket {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        S3Bucket {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// A client from the shared SDK config. With a custom endpoint (moto, the local cloud)
+    /// requests use path-style addressing, since `bucket.127.0.0.1` does not resolve.
+    pub fn from_sdk_config(
+        config: &aws_config::SdkConfig,
+        bucket: impl Into<String>,
+        path_style: bool,
+    ) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build();
+        Self::new(Client::from_conf(s3), bucket)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl MediaBucket for S3Bucket {
+    fn name(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectHead>, BucketError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectHead {
+                size: out.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+                content_type: out.content_type().map(str::to_owned),
+                upload_id: out
+                    .metadata()
+                    .and_then(|m| m.get(UPLOAD_ID_METADATA))
+                    .cloned(),
+                etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, BucketError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(range)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            // 416: the range starts past the end.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| BucketError::Unavailable(e.to_string()))?;
+        let mut bytes = bytes.to_vec();
+        // A server that ignores Range sends the whole object.
+        if bytes.len() as u64 > len {
+            bytes = bytes
+                .get(offset as usize..)
+                .unwrap_or_default()
+                .iter()
+                .take(len as usize)
+                .copied()
+                .collect();
+        }
+        Ok(bytes)
+    }
+
+    async fn presign_put(
+        &self,
+        key: &str,
+        conditions: &PutConditions,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> Result<PresignedPut, BucketError> {
+        let length = i64::try_from(conditions.content_length)
+            .map_err(|_| BucketError::Presign("content length out of range".into()))?;
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(&conditions.content_type)
+            .content_length(length);
+        if let Some(upload) = &conditions.upload_id {
+            put = put.metadata(UPLOAD_ID_METADATA, upload);
+        }
+        let config = PresigningConfig::builder()
+            .start_time(std::time::UNIX_EPOCH + Duration::from_secs(now.unix().max(0) as u64))
+            .expires_in(expires_in)
+            .build()
+            .map_err(|e| BucketError::Presign(e.to_string()))?;
+        let presigned = put
+            .presigned(config)
+            .await
+            .map_err(|e| BucketError::Presign(DisplayErrorContext(e).to_string()))?;
+        let headers: BTreeMap<String, String> = presigned
+            .headers()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        Ok(PresignedPut {
+            method: "PUT",
+            url: presigned.uri().to_owned(),
+            headers,
+            expires_at: now.plus_seconds(expires_in.as_secs()).to_rfc3339(),
+        })
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<usize, BucketError> {
+        let mut deleted = 0;
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let versions = page
+                .versions()
+                .iter()
+                .map(|v| (v.key(), v.version_id()))
+                .chain(page.delete_markers().iter().map(|m| (m.key(), m.version_id())));
+            let ids: Vec<ObjectIdentifier> = versions
+                .filter_map(|(key, version)| {
+                    let key = key?.to_owned();
+                    ObjectIdentifier::builder()
+                        .key(key)
+                        .set_version_id(version.filter(|v| *v != "null").map(str::to_owned))
+                        .build()
+                        .ok()
+                })
+                .collect();
+            for chunk in ids.chunks(DELETE_BATCH) {
+                let delete = Delete::builder()
+                    .set_objects(Some(chunk.to_vec()))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| BucketError::Unavailable(e.to_string()))?;
+                let out = self
+                    .client
+                    .delete_objects()
+                    .bucket(&self.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                if let Some(err) = out.errors().first() {
+                    return Err(BucketError::Unavailable(format!(
+                        "delete of {} failed: {}",
+                        err.key().unwrap_or("?"),
+                        err.code().unwrap_or("unknown error")
+                    )));
+                }
+                deleted += chunk.len();
+            }
+            if page.is_truncated() == Some(true) {
+                key_marker = page.next_key_marker().map(str::to_owned);
+                version_marker = page.next_version_id_marker().map(str::to_owned);
+                if key_marker.is_none() {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+}

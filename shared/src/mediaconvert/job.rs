@@ -1,0 +1,90 @@
+//! One MediaConvert job as exvid wants it, without SDK types: where the input is, where each
+//! output group writes, the ladder, and the metadata every job event echoes back. The SDK
+//! settings are built from this in [`super::client`]; tests read it directly.
+
+use std::collections::BTreeMap;
+
+use crate::ids::{ExerciseId, Scope, UploadId};
+use crate::ladder::{self, Rung};
+use crate::media_keys;
+use crate::media_probe::Geometry;
+
+use super::event::{META_EXERCISE, META_SCOPE, META_UPLOAD};
+
+/// Frame-capture name modifier; outputs are `original_poster.0000000.jpg`.
+pub const POSTER_MODIFIER: &str = "_poster";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPlan {
+    /// `s3://bucket/key` of the uploaded original.
+    pub input: String,
+    /// `s3://bucket/.../{upload}/hls/`: MediaConvert adds `original.m3u8` and the rungs.
+    pub hls_destination: String,
+    pub mp4_destination: String,
+    pub poster_destination: String,
+    pub ladder: Vec<Rung>,
+    pub mp4: Rung,
+    pub poster: (u32, u32),
+    pub user_metadata: BTreeMap<String, String>,
+    pub client_request_token: String,
+    /// Whether the source size was read from the file (else [`ladder::ASSUMED_SOURCE`]).
+    pub source_known: bool,
+}
+
+/// The job for one upload's original.
+pub fn plan(
+    bucket: &str,
+    source_key: &str,
+    scope: &Scope,
+    exercise: &ExerciseId,
+    upload: &UploadId,
+    source: Option<Geometry>,
+    client_request_token: String,
+) -> JobPlan {
+    let geometry = source.unwrap_or(ladder::ASSUMED_SOURCE);
+    let s3 = |key: String| format!("s3://{bucket}/{key}");
+    let prefix = media_keys::upload_prefix(scope, exercise, upload);
+    JobPlan {
+        input: s3(source_key.to_owned()),
+        hls_destination: s3(media_keys::hls_prefix(scope, exercise, upload)),
+        mp4_destination: s3(media_keys::mp4_prefix(scope, exercise, upload)),
+        poster_destination: s3(format!("{prefix}poster/")),
+        ladder: ladder::hls_ladder(geometry),
+        mp4: ladder::mp4_rung(geometry),
+        poster: ladder::poster_size(geometry),
+        user_metadata: BTreeMap::from([
+            (META_EXERCISE.to_owned(), exercise.to_string()),
+            (META_SCOPE.to_owned(), scope.to_string()),
+            (META_UPLOAD.to_owned(), upload.to_string()),
+        ]),
+        client_request_token,
+        source_known: source.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_writes_under_the_upload_prefix_and_tags_the_job() {
+        let p = plan(
+            "media",
+            "org-a/exercises/ex-1/video/original.mov",
+            &Scope::parse("org-a").unwrap(),
+            &ExerciseId::parse("ex-1").unwrap(),
+            &UploadId::parse("u1").unwrap(),
+            Some(Geometry { width: 1080, height: 1920 }),
+            "tok".into(),
+        );
+        assert_eq!(p.input, "s3://media/org-a/exercises/ex-1/video/original.mov");
+        assert_eq!(p.hls_destination, "s3://media/org-a/exercises/ex-1/video/u1/hls/");
+        assert_eq!(p.mp4_destination, "s3://media/org-a/exercises/ex-1/video/u1/mp4/");
+        assert_eq!(p.poster_destination, "s3://media/org-a/exercises/ex-1/video/u1/poster/");
+        assert_eq!(p.ladder.len(), 4);
+        assert_eq!((p.mp4.width, p.mp4.height), (720, 1280));
+        assert_eq!(p.user_metadata["upload_id"], "u1");
+        assert_eq!(p.user_metadata["scope"], "org-a");
+        assert!(p.source_known);
+    }
+}
