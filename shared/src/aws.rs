@@ -82,6 +82,15 @@ fn https_client() -> Result<SharedHttpClient, SdkSetupError> {
         .build_https())
 }
 
+/// Whether `AWS_ENDPOINT_URL_<SERVICE>` or `AWS_ENDPOINT_URL` points the SDK somewhere else
+/// than AWS (moto, the local cloud): S3 then needs path-style addressing.
+pub fn has_custom_endpoint(service: &str) -> bool {
+    let env = |name: &str| std::env::var(name).ok();
+    var(&env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_none()
+        && (var(&env, &format!("AWS_ENDPOINT_URL_{service}")).is_some()
+            || var(&env, "AWS_ENDPOINT_URL").is_some())
+}
+
 /// A non-blank variable.
 fn var(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     env(name)

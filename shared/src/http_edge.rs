@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::auth::{AuthError, ClaimNames, Principal};
 use crate::ids::IdError;
+use crate::media_bucket::BucketError;
+use crate::upload_request::IntakeError;
 use crate::store::StoreError;
 use crate::video::Provider;
 
@@ -60,6 +62,20 @@ pub enum ApiError {
     /// A record needs a CDN this deployment has no configuration for.
     #[error("no CDN configured for provider {0}")]
     ProviderNotConfigured(Provider),
+    /// The request body is not an acceptable upload request.
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    /// The exercise already belongs to another scope than the one asked for.
+    #[error("exercise belongs to scope {stored}")]
+    ScopeConflict { stored: String },
+    /// No scope asked for and none implied by the caller's org.
+    #[error("scope required")]
+    ScopeRequired,
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    /// A route this function does not serve.
+    #[error("no such route")]
+    NoRoute,
 }
 
 impl ApiError {
@@ -127,6 +143,49 @@ impl ApiError {
             ApiError::Store(StoreError::Corrupt(_)) => {
                 Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", None)
             }
+            ApiError::Intake(e) => {
+                let (status, slug, title) = match e {
+                    IntakeError::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Malformed request body"),
+                    IntakeError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "file-too-large", "File too large"),
+                    IntakeError::Empty => (S::BAD_REQUEST, "empty-file", "Empty file"),
+                    IntakeError::UnsupportedType { .. } => (
+                        S::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported-media-type",
+                        "Unsupported file type",
+                    ),
+                    IntakeError::ExtensionMismatch { .. } => (
+                        S::BAD_REQUEST,
+                        "extension-mismatch",
+                        "File name does not match its type",
+                    ),
+                    IntakeError::InvalidScope(_) => (S::BAD_REQUEST, "invalid-id", "Invalid identifier"),
+                };
+                Problem::new(status, slug, title, Some(e.to_string()))
+            }
+            ApiError::ScopeConflict { stored } => Problem::new(
+                S::CONFLICT,
+                "scope-conflict",
+                "Exercise belongs to another scope",
+                Some(format!("this exercise's media belong to scope '{stored}'")),
+            ),
+            ApiError::ScopeRequired => Problem::new(
+                S::BAD_REQUEST,
+                "scope-required",
+                "Scope required",
+                Some("your token names no organisation; say which scope the exercise belongs to".into()),
+            ),
+            ApiError::Bucket(_) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "Temporarily unavailable",
+                Some("media storage could not be reached; retry shortly".into()),
+            ),
+            ApiError::NoRoute => Problem::new(
+                S::NOT_FOUND,
+                "no-route",
+                "No such endpoint",
+                None,
+            ),
             ApiError::ProviderNotConfigured(_) => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "provider-unavailable",
@@ -151,7 +210,10 @@ impl ApiError {
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, ApiError::Store(StoreError::Unavailable(_))) {
+        if matches!(
+            self,
+            ApiError::Store(StoreError::Unavailable(_)) | ApiError::Bucket(_)
+        ) {
             response
                 .headers_mut()
                 .insert("retry-after", HeaderValue::from_static("2"));
@@ -221,6 +283,21 @@ pub fn principal(req: &Request, names: &ClaimNames) -> Result<Principal, ApiErro
         _ => &empty,
     };
     Ok(Principal::from_claims(claims, names)?)
+}
+
+/// API Gateway's route key (`POST /v1/exercises/{id}/video`), else method and path.
+pub fn route_key(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.clone(),
+        _ => None,
+    }
+    .filter(|k| !k.is_empty() && k != "$default")
+    .unwrap_or_else(|| format!("{} {}", req.method(), req.uri().path()))
+}
+
+/// The request body's bytes (API Gateway's base64 already undone by the runtime).
+pub fn body_bytes(req: &Request) -> &[u8] {
+    req.body().as_ref()
 }
 
 /// A path parameter as API Gateway decoded it.

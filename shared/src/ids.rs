@@ -286,3 +286,20 @@ mod tests {
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"global\"");
     }
 }
+
+/// Where new upload ids come from: time-ordered (UUIDv7), so ids sort by creation and the newest
+/// upload is recognisable in logs and keys.
+pub trait UploadIds: Send + Sync {
+    fn next_upload_id(&self) -> UploadId;
+}
+
+/// UUIDv7 upload ids.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Uuid7;
+
+impl UploadIds for Uuid7 {
+    fn next_upload_id(&self) -> UploadId {
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        UploadId::parse(&id).expect("a hyphenated UUID is a valid upload id")
+    }
+}

@@ -185,6 +185,23 @@ pub fn parse_original_key(key: &str) -> Option<OriginalKey> {
     })
 }
 
+/// A key of an uploaded poster, as S3 events report it (already URL-decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosterKey {
+    pub scope: Scope,
+    pub exercise_id: ExerciseId,
+}
+
+/// Recognises `{scope}/exercises/{id}/thumbnail/poster.jpg` (the uploaded poster's key).
+pub fn parse_poster_key(key: &str) -> Option<PosterKey> {
+    let mut parts = key.split('/');
+    let scope = Scope::parse(parts.next()?).ok()?;
+    (parts.next()? == "exercises").then_some(())?;
+    let exercise_id = ExerciseId::parse(parts.next()?).ok()?;
+    let rest: Vec<&str> = parts.collect();
+    (rest == ["thumbnail", "poster.jpg"]).then_some(PosterKey { scope, exercise_id })
+}
+
 /// True for a path (CDN path or key) that names an uploaded original: never served.
 pub fn is_original(path: &str) -> bool {
     parse_original_key(path.trim_start_matches('/')).is_some()
@@ -250,6 +267,25 @@ mod tests {
             ExerciseId::parse("ex-42").unwrap(),
             UploadId::parse("0190f5a2-7c3b-7d4e").unwrap(),
         )
+    }
+
+    #[test]
+    fn poster_keys_round_trip_and_nothing_else_parses() {
+        let (scope, ex, _) = ids();
+        let key = poster_key(&scope, &ex);
+        assert_eq!(
+            parse_poster_key(&key),
+            Some(PosterKey { scope: scope.clone(), exercise_id: ex.clone() })
+        );
+        for bad in [
+            "clinic-9/exercises/ex-42/thumbnail/poster.png",
+            "clinic-9/exercises/ex-42/thumbnail/poster.jpg/x",
+            "clinic-9/exercises/../thumbnail/poster.jpg",
+            "clinic-9/exercises/ex-42/video/original.mp4",
+            "clinic 9/exercises/ex-42/thumbnail/poster.jpg",
+        ] {
+            assert_eq!(parse_poster_key(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! transcode-complete: EventBridge "MediaConvert Job State Change" events → the exercise's record.
+//!
+//! PROGRESSING / STATUS_UPDATE move the upload to `processing` with its percent; COMPLETE makes
+//! it `current` (HLS master, duration, size, MP4 labels, poster) and deletes the outputs of the
+//! rendition it replaced; ERROR / CANCELED mark it `failed` with MediaConvert's code and message.
+//! Every write is conditional on the upload and job the event names, so duplicates, events of
+//! another job or of a replaced upload, and any order of arrival change nothing they should not.
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument;
+
+use exvid_shared::clock::Clock;
+use exvid_shared::config::{ConfigError, Env};
+use exvid_shared::media_bucket::MediaBucket;
+use exvid_shared::media_keys;
+use exvid_shared::mediaconvert::event::{self, JobChange, JobOwner, JobStateDetail};
+use exvid_shared::store::{self, Outcome, StoreError, VideoStore};
+use exvid_shared::video::{Provider, Rendition};
+
+#[derive(Debug, Clone)]
+pub struct CompleteConfig {
+    pub table_name: String,
+    pub bucket: String,
+}
+
+impl CompleteConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(CompleteConfig {
+            table_name: env.required("TABLE_NAME")?,
+            bucket: env.required("AWS_S3_BUCKET")?,
+        })
+    }
+}
+
+/// Failures worth a retry.
+#[derive(Debug, thiserror::Error)]
+pub enum CompleteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the event did (the function's answer, for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompleteReport {
+    pub outcome: &'static str,
+    pub detail: String,
+}
+
+impl CompleteReport {
+    fn new(outcome: &'static str, detail: impl Into<String>) -> Self {
+        CompleteReport {
+            outcome,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub struct TranscodeComplete<S, B, C> {
+    store: S,
+    bucket: B,
+    clock: C,
+    config: CompleteConfig,
+}
+
+impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
+    pub fn new(store: S, bucket: B, clock: C, config: CompleteConfig) -> Self {
+        TranscodeComplete {
+            store,
+            bucket,
+            clock,
+            config,
+        }
+    }
+
+    /// Handles one EventBridge event. `Err` only when the store is unreachable (retry).
+    pub async fn handle(
+        &self,
+        event: &Value,
+        request_id: &str,
+    ) -> Result<CompleteReport, CompleteError> {
+        let span = tracing::info_span!(
+            "transcode_complete",
+            request_id = %request_id,
+            exercise_id = tracing::field::Empty,
+            upload_id = tracing::field::Empty,
+            job_id = tracing::field::Empty,
+        );
+        async {
+            let report = self.event(event).await?;
+            tracing::info!(outcome = report.outcome, detail = %report.detail, "job event handled");
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn event(&self, event: &Value) -> Result<CompleteReport, CompleteError> {
+        let source = event.get("source").and_then(Value::as_str);
+        let detail_type = event.get("detail-type").and_then(Value::as_str);
+        if source != Some(event::SOURCE) || detail_type != Some(event::DETAIL_TYPE) {
+            return Ok(CompleteReport::new("ignored", "not a MediaConvert Job State Change"));
+        }
+        let detail: JobStateDetail = match event
+            .get("detail")
+            .cloned()
+            .map(serde_json::from_value)
+        {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Ok(CompleteReport::new("ignored", format!("malformed detail: {e}"))),
+            None => return Ok(CompleteReport::new("ignored", "event has no detail")),
+        };
+        let owner = match event::owner(&detail) {
+            Ok(o) => o,
+            Err(e) => return Ok(CompleteReport::new("ignored", e.to_string())),
+        };
+        let span = tracing::Span::current();
+        span.record("exercise_id", owner.exercise_id.as_str());
+        span.record("upload_id", owner.upload_id.as_str());
+        span.record("job_id", owner.job_id.as_str());
+        let change = match event::change(&detail, &owner) {
+            Ok(c) => c,
+            Err(e) => return Ok(CompleteReport::new("ignored", e.to_string())),
+        };
+        self.apply(&owner, change).await
+    }
+
+    async fn apply(&self, owner: &JobOwner, change: JobChange) -> Result<CompleteReport, CompleteError> {
+        let now = self.clock.now();
+        let upload = &owner.upload_id;
+        let job = Some(owner.job_id.as_str());
+        let id = &owner.exercise_id;
+        // The event's scope must be the record's: a job names its exercise by metadata only.
+        let scope_ok = |v: &exvid_shared::video::ExerciseVideo| {
+            if v.scope == owner.scope {
+                Ok(())
+            } else {
+                Err(exvid_shared::video::Ignored::ScopeMismatch {
+                    stored: v.scope.clone(),
+                    requested: owner.scope.clone(),
+                })
+            }
+        };
+        match change {
+            JobChange::Processing { percent } => {
+                let outcome = store::update(&self.store, id, Some(upload), |v| {
+                    scope_ok(v)?;
+                    v.mark_processing(upload, percent, job, now)
+                })
+                .await?;
+                Ok(report(outcome, "processing", percent.map_or("started".into(), |p| format!("{p}%"))))
+            }
+            JobChange::Failed(error) => {
+                let detail = format!("{}: {}", error.code, error.message);
+                let outcome = store::update(&self.store, id, Some(upload), |v| {
+                    scope_ok(v)?;
+                    v.fail(upload, job, error.clone(), now)
+                })
+                .await?;
+                Ok(report(outcome, "failed", detail))
+            }
+            JobChange::Complete(rendition) => {
+                let detail = rendition.hls_path.clone();
+                let outcome = store::update(&self.store, id, Some(upload), |v| {
+                    scope_ok(v)?;
+                    v.complete(upload, job, (*rendition).clone(), now)
+                })
+                .await?;
+                if let Outcome::Applied { video, value: Some(replaced) } = &outcome {
+                    self.delete_replaced(&video.scope, owner, replaced).await;
+                }
+                Ok(report(outcome, "ready", detail))
+            }
+            JobChange::Nothing { status } => Ok(CompleteReport::new("acknowledged", status)),
+        }
+    }
+
+    /// Deletes the outputs of the rendition a new one replaced. Best effort: the new rendition is
+    /// already playing, a failure only leaves storage behind (logged at error level to alarm on).
+    async fn delete_replaced(
+        &self,
+        scope: &exvid_shared::ids::Scope,
+        owner: &JobOwner,
+        replaced: &Rendition,
+    ) {
+        if replaced.provider != Provider::AwsMediaconvert || replaced.upload_id == owner.upload_id {
+            tracing::info!(provider = %replaced.provider, "replaced rendition is not in the media bucket");
+            return;
+        }
+        let prefix = media_keys::upload_prefix(scope, &owner.exercise_id, &replaced.upload_id);
+        match self.bucket.delete_prefix(&prefix).await {
+            Ok(n) => tracing::info!(objects = n, replaced_upload = %replaced.upload_id, "replaced rendition deleted"),
+            Err(e) => tracing::error!(error = %e, prefix = %prefix, bucket = %self.config.bucket, "could not delete the replaced rendition"),
+        }
+    }
+}
+
+fn report<T>(outcome: Outcome<T>, applied: &'static str, detail: String) -> CompleteReport {
+    match outcome {
+        Outcome::Applied { .. } => CompleteReport::new(applied, detail),
+        Outcome::Ignored(why) => CompleteReport::new("ignored", why.to_string()),
+    }
+}

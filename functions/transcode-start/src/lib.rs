@@ -1,0 +1,349 @@
+//! transcode-start: the media bucket's "Object Created" events.
+//!
+//! - An uploaded original (`{scope}/exercises/{id}/video/original.{ext}`): the object's
+//!   `x-amz-meta-upload-id` names its upload. If that upload is still awaiting its bytes, the
+//!   first bytes are checked (not MP4/MOV/WebM → `failed`, no MediaConvert cost), the picture
+//!   size is probed for the ladder, the job is created, and the upload moves to `processing`
+//!   with the job id — a conditional write, so duplicates and stale uploads change nothing.
+//! - An uploaded poster (`{scope}/exercises/{id}/thumbnail/poster.jpg`): recorded, so playback
+//!   shows it instead of the generated one.
+//!
+//! Events are at least once and may be for objects already replaced: everything is decided on
+//! what the bucket and the record say now. Bad events are logged and acknowledged; outages
+//! (store, bucket, MediaConvert) are errors, so Lambda retries and then dead-letters the event.
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument;
+
+use exvid_shared::clock::Clock;
+use exvid_shared::config::{ConfigError, Env};
+use exvid_shared::ids::UploadId;
+use exvid_shared::lifecycle::UploadStatus;
+use exvid_shared::media_bucket::{BucketError, MediaBucket};
+use exvid_shared::media_keys::{self, OriginalKey, PosterKey};
+use exvid_shared::media_probe::{self, Geometry, GeometryProbe};
+use exvid_shared::mediaconvert::client::{SubmitError, Transcoder};
+use exvid_shared::mediaconvert::job;
+use exvid_shared::s3_event::{self, ObjectCreated};
+use exvid_shared::store::{self, Consistency, Expect, Outcome, StoreError, VideoStore};
+use exvid_shared::video::{ExerciseVideo, UploadError};
+
+#[derive(Debug, Clone)]
+pub struct StartConfig {
+    pub table_name: String,
+    pub bucket: String,
+    pub mediaconvert_role: String,
+    pub mediaconvert_queue: Option<String>,
+}
+
+impl StartConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(StartConfig {
+            table_name: env.required("TABLE_NAME")?,
+            bucket: env.required("AWS_S3_BUCKET")?,
+            mediaconvert_role: env.required("AWS_MEDIACONVERT_ROLE")?,
+            mediaconvert_queue: env.optional("AWS_MEDIACONVERT_QUEUE"),
+        })
+    }
+}
+
+/// Failures worth a retry: the event is fine, a dependency is not.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    #[error(transparent)]
+    Transcoder(SubmitError),
+}
+
+/// What happened to one object (the function's answer, for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectOutcome {
+    pub key: String,
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    pub detail: String,
+}
+
+impl ObjectOutcome {
+    fn new(key: &str, outcome: &'static str, detail: impl Into<String>) -> Self {
+        ObjectOutcome {
+            key: key.to_owned(),
+            outcome,
+            job_id: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StartReport {
+    pub objects: Vec<ObjectOutcome>,
+}
+
+/// How many hops the geometry probe may take through top-level MP4 boxes to find `moov`.
+const MOOV_HOPS: usize = 4;
+
+pub struct TranscodeStart<S, B, T, C> {
+    store: S,
+    bucket: B,
+    transcoder: T,
+    clock: C,
+    config: StartConfig,
+}
+
+impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B, T, C> {
+    pub fn new(store: S, bucket: B, transcoder: T, clock: C, config: StartConfig) -> Self {
+        TranscodeStart {
+            store,
+            bucket,
+            transcoder,
+            clock,
+            config,
+        }
+    }
+
+    /// Handles one event (either shape). `Err` only for outages worth a retry.
+    pub async fn handle(&self, event: &Value, request_id: &str) -> Result<StartReport, StartError> {
+        let span = tracing::info_span!("transcode_start", request_id = %request_id);
+        async {
+            let records = match s3_event::parse(event) {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event ignored");
+                    return Ok(StartReport::default());
+                }
+            };
+            let mut report = StartReport::default();
+            for record in records {
+                let outcome = match record {
+                    Ok(object) => self.object(&object).await?,
+                    Err(e) => ObjectOutcome::new("", "ignored", e.to_string()),
+                };
+                tracing::info!(
+                    key = %outcome.key,
+                    outcome = outcome.outcome,
+                    job_id = outcome.job_id.as_deref().unwrap_or(""),
+                    detail = %outcome.detail,
+                    "object handled"
+                );
+                report.objects.push(outcome);
+            }
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn object(&self, object: &ObjectCreated) -> Result<ObjectOutcome, StartError> {
+        if object.bucket != self.config.bucket {
+            return Ok(ObjectOutcome::new(&object.key, "ignored", "another bucket"));
+        }
+        if let Some(original) = media_keys::parse_original_key(&object.key) {
+            let span = tracing::info_span!(
+                "original",
+                exercise_id = %original.exercise_id,
+                upload_id = tracing::field::Empty,
+            );
+            return self.original(object, &original).instrument(span).await;
+        }
+        if let Some(poster) = media_keys::parse_poster_key(&object.key) {
+            let span = tracing::info_span!("poster", exercise_id = %poster.exercise_id);
+            return self.poster(object, &poster).instrument(span).await;
+        }
+        Ok(ObjectOutcome::new(&object.key, "ignored", "not an upload key"))
+    }
+
+    async fn original(
+        &self,
+        object: &ObjectCreated,
+        original: &OriginalKey,
+    ) -> Result<ObjectOutcome, StartError> {
+        let key = object.key.as_str();
+        let ignored = |detail: String| Ok(ObjectOutcome::new(key, "ignored", detail));
+        let Some(head) = self.bucket.head(key).await? else {
+            return ignored("object no longer exists".into());
+        };
+        let Some(upload_id) = head.upload_id.as_deref().and_then(|u| UploadId::parse(u).ok())
+        else {
+            return ignored("object has no valid upload-id metadata".into());
+        };
+        tracing::Span::current().record("upload_id", upload_id.as_str());
+        let Some(video) = self
+            .store
+            .get(&original.exercise_id, Consistency::Strong)
+            .await?
+        else {
+            return ignored("exercise has no video record".into());
+        };
+        let Some(pending) = video.pending.as_ref().filter(|p| p.upload_id == upload_id) else {
+            return ignored(format!("upload {upload_id} is not the pending upload"));
+        };
+        if pending.status != UploadStatus::AwaitingUpload {
+            return ignored(format!("upload {upload_id} is already {:?}", pending.status));
+        }
+        if video.scope != original.scope || pending.source_key.as_deref() != Some(key) {
+            return ignored("key does not match the pending upload's source".into());
+        }
+
+        let first = self.bucket.read_range(key, 0, media_probe::HEAD_BYTES).await?;
+        let Some(container) = media_probe::sniff(&first) else {
+            let error = UploadError {
+                code: "unsupported_file".into(),
+                message: "the uploaded file is not an MP4, MOV or WebM video".into(),
+            };
+            return self
+                .fail(&video, &upload_id, error, key, "rejected")
+                .await;
+        };
+        let geometry = self.geometry(key, container, &first).await?;
+        if geometry.is_none() {
+            tracing::warn!("source size unknown: ladder assumes a 720p landscape source");
+        }
+        let token = s3_event::request_token(object, upload_id.as_str());
+        let plan = job::plan(
+            &self.config.bucket,
+            key,
+            &video.scope,
+            &video.exercise_id,
+            &upload_id,
+            geometry,
+            token,
+        );
+        let job_id = match self.transcoder.submit(&plan).await {
+            Ok(id) => id,
+            Err(SubmitError::Rejected(reason)) => {
+                tracing::error!(reason = %reason, "MediaConvert rejected the job");
+                let error = UploadError {
+                    code: "transcode_rejected".into(),
+                    message: "the transcoding service refused this video".into(),
+                };
+                return self.fail(&video, &upload_id, error, key, "rejected").await;
+            }
+            Err(e) => return Err(StartError::Transcoder(e)),
+        };
+        let now = self.clock.now();
+        let outcome = store::update(&self.store, &video.exercise_id, Some(&upload_id), |v| {
+            v.mark_processing(&upload_id, None, Some(&job_id), now)
+        })
+        .await?;
+        let mut result = match outcome {
+            Outcome::Applied { .. } => ObjectOutcome::new(
+                key,
+                "job_created",
+                format!(
+                    "{} rungs, top {}p{}",
+                    plan.ladder.len(),
+                    plan.ladder.last().map_or(0, |r| r.label),
+                    geometry.map_or(" (source size unknown)".to_owned(), |g| format!(
+                        " from {}x{}",
+                        g.width, g.height
+                    ))
+                ),
+            ),
+            // A concurrent duplicate got there first (same request token, same job).
+            Outcome::Ignored(why) => ObjectOutcome::new(key, "ignored", why.to_string()),
+        };
+        result.job_id = Some(job_id);
+        Ok(result)
+    }
+
+    /// The display size, following `moov` to the end of the file if needed.
+    async fn geometry(
+        &self,
+        key: &str,
+        container: exvid_shared::media_keys::VideoContainer,
+        first: &[u8],
+    ) -> Result<Option<Geometry>, StartError> {
+        let mut probe = media_probe::probe_geometry(container, first);
+        for _ in 0..MOOV_HOPS {
+            match probe {
+                GeometryProbe::Found(g) => return Ok(Some(g)),
+                GeometryProbe::Unknown => return Ok(None),
+                GeometryProbe::MoovAt { offset, len } => {
+                    let bytes = self.bucket.read_range(key, offset, len).await?;
+                    probe = match media_probe::mp4_geometry(&bytes, offset) {
+                        Ok(g) => GeometryProbe::Found(g),
+                        Err(next) => next,
+                    };
+                }
+            }
+        }
+        Ok(match probe {
+            GeometryProbe::Found(g) => Some(g),
+            _ => None,
+        })
+    }
+
+    async fn fail(
+        &self,
+        video: &ExerciseVideo,
+        upload_id: &UploadId,
+        error: UploadError,
+        key: &str,
+        outcome: &'static str,
+    ) -> Result<ObjectOutcome, StartError> {
+        let now = self.clock.now();
+        let detail = error.message.clone();
+        let result = store::update(&self.store, &video.exercise_id, Some(upload_id), |v| {
+            v.fail(upload_id, None, error.clone(), now)
+        })
+        .await?;
+        Ok(match result {
+            Outcome::Applied { .. } => ObjectOutcome::new(key, outcome, detail),
+            Outcome::Ignored(why) => ObjectOutcome::new(key, "ignored", why.to_string()),
+        })
+    }
+
+    async fn poster(
+        &self,
+        object: &ObjectCreated,
+        poster: &PosterKey,
+    ) -> Result<ObjectOutcome, StartError> {
+        let key = object.key.as_str();
+        if self.bucket.head(key).await?.is_none() {
+            return Ok(ObjectOutcome::new(key, "ignored", "object no longer exists"));
+        }
+        let path = media_keys::cdn_path(key);
+        let now = self.clock.now();
+        for _ in 0..store::UPDATE_ATTEMPTS {
+            let outcome = store::update(&self.store, &poster.exercise_id, None, |v| {
+                if v.scope != poster.scope {
+                    return Err(exvid_shared::video::Ignored::ScopeMismatch {
+                        stored: v.scope.clone(),
+                        requested: poster.scope.clone(),
+                    });
+                }
+                v.set_uploaded_thumbnail(path.clone(), now)
+            })
+            .await?;
+            match outcome {
+                Outcome::Applied { .. } => {
+                    return Ok(ObjectOutcome::new(key, "poster_recorded", path))
+                }
+                Outcome::Ignored(exvid_shared::video::Ignored::NoRecord) => {
+                    // A poster before any video: the record starts here, scope from the key
+                    // (the intake authorized the upload to it).
+                    let mut v = ExerciseVideo::new(poster.exercise_id.clone(), poster.scope.clone(), now);
+                    let _ = v.set_uploaded_thumbnail(path.clone(), now);
+                    match self.store.put(&v, &Expect::Absent, None).await {
+                        Ok(()) => return Ok(ObjectOutcome::new(key, "poster_recorded", path)),
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Outcome::Ignored(why) => {
+                    return Ok(ObjectOutcome::new(key, "ignored", why.to_string()))
+                }
+            }
+        }
+        Err(StoreError::Contended {
+            attempts: store::UPDATE_ATTEMPTS,
+        }
+        .into())
+    }
+}

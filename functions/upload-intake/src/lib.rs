@@ -1,0 +1,364 @@
+//! Upload intake: the API calls that start or end an exercise's media.
+//!
+//! - `POST /v1/exercises/{id}/video`: validates the declared file, authorizes, records a new
+//!   `pending` upload (awaiting its bytes) and answers with a presigned PUT that binds the
+//!   declared type, size and upload id — so the S3 event can later tell which upload the bytes
+//!   belong to. `current` keeps playing meanwhile.
+//! - `POST /v1/exercises/{id}/thumbnail`, `POST /v1/exercises/{id}/instructions/{step}/image`:
+//!   presigned PUTs to the key layout.
+//! - `DELETE /v1/exercises/{id}/video`: removes every object under the exercise's prefix and its
+//!   record; deleting what is gone is a 204.
+
+use std::time::Duration;
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use tracing::Instrument;
+
+use exvid_shared::auth::{authorize, Access, Action, ClaimNames, Principal};
+use exvid_shared::clock::Clock;
+use exvid_shared::config::{ConfigError, Env};
+use exvid_shared::http_edge::{self, ApiError};
+use exvid_shared::ids::{ExerciseId, Scope, StepId, UploadIds};
+use exvid_shared::media_bucket::{MediaBucket, PresignedPut, PutConditions};
+use exvid_shared::media_keys;
+use exvid_shared::store::{Consistency, Expect, StoreError, VideoStore};
+use exvid_shared::upload_request::{self, ImageSlot};
+use exvid_shared::video::{ExerciseVideo, PendingUpload, Provider};
+
+/// The intake function's configuration.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    pub table_name: String,
+    pub bucket: String,
+    /// Provider of new video uploads.
+    pub provider: Provider,
+    /// How long a presigned upload URL may be started (S3 checks expiry when the PUT begins, so
+    /// a slow upload that started in time completes).
+    pub upload_ttl: Duration,
+    pub claims: ClaimNames,
+}
+
+impl IntakeConfig {
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let ttl: u64 = env.parsed_or("UPLOAD_URL_TTL_SECONDS", 3600)?;
+        if !(60..=43_200).contains(&ttl) {
+            return Err(ConfigError::Invalid {
+                name: "UPLOAD_URL_TTL_SECONDS",
+                reason: "must be between 60 and 43200 seconds".into(),
+            });
+        }
+        Ok(IntakeConfig {
+            table_name: env.required("TABLE_NAME")?,
+            bucket: env.required("AWS_S3_BUCKET")?,
+            provider: env.provider()?,
+            upload_ttl: Duration::from_secs(ttl),
+            claims: env.claim_names(),
+        })
+    }
+}
+
+/// `201` answer of a video upload.
+#[derive(Debug, Serialize)]
+pub struct VideoUploadAnswer {
+    pub exercise_id: String,
+    pub upload_id: String,
+    pub video_status: &'static str,
+    pub video_provider: Provider,
+    pub upload: PresignedPut,
+    pub expires_at: String,
+}
+
+/// `201` answer of an image upload.
+#[derive(Debug, Serialize)]
+pub struct ImageUploadAnswer {
+    pub exercise_id: String,
+    pub upload: PresignedPut,
+    pub expires_at: String,
+    /// Where the image will be (key layout), for the frontend's own bookkeeping.
+    pub key: String,
+}
+
+/// How many times a video intake re-reads and retries when the record changed under it.
+const WRITE_ATTEMPTS: u32 = 3;
+
+/// The function: dependencies built once in `main`, shared by every invocation.
+pub struct Intake<S, B, C, I> {
+    store: S,
+    bucket: B,
+    clock: C,
+    ids: I,
+    config: IntakeConfig,
+}
+
+impl<S: VideoStore, B: MediaBucket, C: Clock, I: UploadIds> Intake<S, B, C, I> {
+    pub fn new(store: S, bucket: B, clock: C, ids: I, config: IntakeConfig) -> Self {
+        Intake {
+            store,
+            bucket,
+            clock,
+            ids,
+            config,
+        }
+    }
+
+    /// Answers one request; every failure becomes a problem+json response.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let route = http_edge::route_key(&req);
+        let span = tracing::info_span!(
+            "upload_intake",
+            request_id = %http_edge::request_id(&req),
+            route = %route,
+            exercise_id = tracing::field::Empty,
+            upload_id = tracing::field::Empty,
+        );
+        async {
+            match self.serve(&route, &req).await {
+                Ok(response) => {
+                    tracing::info!(status = response.status().as_u16(), "intake served");
+                    response
+                }
+                Err(e) => e.into_response(),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn serve(&self, route: &str, req: &Request) -> Result<Response<Body>, ApiError> {
+        let principal = http_edge::principal(req, &self.config.claims)?;
+        let exercise_id = ExerciseId::parse(&http_edge::path_param(req, "id").unwrap_or_default())?;
+        tracing::Span::current().record("exercise_id", exercise_id.as_str());
+        let body = http_edge::body_bytes(req);
+        match route {
+            "POST /v1/exercises/{id}/video" => self.video(&principal, &exercise_id, body).await,
+            "DELETE /v1/exercises/{id}/video" => self.delete(&principal, &exercise_id).await,
+            "POST /v1/exercises/{id}/thumbnail" => {
+                self.image(&principal, &exercise_id, ImageSlot::Thumbnail, None, body)
+                    .await
+            }
+            "POST /v1/exercises/{id}/instructions/{step}/image" => {
+                let step = StepId::parse(&http_edge::path_param(req, "step").unwrap_or_default())?;
+                self.image(
+                    &principal,
+                    &exercise_id,
+                    ImageSlot::InstructionImage,
+                    Some(step),
+                    body,
+                )
+                .await
+            }
+            _ => Err(ApiError::NoRoute),
+        }
+    }
+
+    /// The scope an upload goes to: the stored one (fixed by the first upload), else the one
+    /// asked for, else the caller's org. Then the access rule on it.
+    fn upload_scope(
+        principal: &Principal,
+        stored: Option<&ExerciseVideo>,
+        requested: Option<Scope>,
+    ) -> Result<Scope, ApiError> {
+        let scope = match (stored, requested) {
+            (Some(v), Some(r)) if v.scope != r => {
+                // Say nothing about an exercise the caller may not see.
+                if authorize(principal, Action::Read, &v.scope) == Access::NotFound {
+                    return Err(ApiError::NotFound);
+                }
+                return Err(ApiError::ScopeConflict {
+                    stored: v.scope.to_string(),
+                });
+            }
+            (Some(v), _) => v.scope.clone(),
+            (None, Some(r)) => r,
+            (None, None) => principal
+                .org
+                .clone()
+                .map(Scope::Org)
+                .ok_or(ApiError::ScopeRequired)?,
+        };
+        match authorize(principal, Action::Upload, &scope) {
+            Access::Allow => Ok(scope),
+            Access::Forbidden => Err(ApiError::Forbidden),
+            Access::NotFound => Err(ApiError::NotFound),
+        }
+    }
+
+    async fn video(
+        &self,
+        principal: &Principal,
+        exercise_id: &ExerciseId,
+        body: &[u8],
+    ) -> Result<Response<Body>, ApiError> {
+        let request = upload_request::video(body)?;
+        if self.config.provider != Provider::AwsMediaconvert {
+            // Bunny Stream intake (TUS) lands with the Bunny provider.
+            return Err(ApiError::ProviderNotConfigured(self.config.provider));
+        }
+        let upload_id = self.ids.next_upload_id();
+        tracing::Span::current().record("upload_id", upload_id.as_str());
+        let mut stored = self.store.get(exercise_id, Consistency::Strong).await?;
+        for _ in 0..WRITE_ATTEMPTS {
+            let scope = Self::upload_scope(principal, stored.as_ref(), request.scope.clone())?;
+            let now = self.clock.now();
+            let source_key = media_keys::original_key(&scope, exercise_id, request.container);
+            // Signed before anything is stored: a refused signature leaves no pending upload.
+            let presigned = self
+                .bucket
+                .presign_put(
+                    &source_key,
+                    &PutConditions {
+                        content_type: request.container.content_type().to_owned(),
+                        content_length: request.size_bytes,
+                        upload_id: Some(upload_id.to_string()),
+                    },
+                    self.config.upload_ttl,
+                    now,
+                )
+                .await?;
+            let (mut next, expect) = match &stored {
+                Some(v) => (
+                    v.clone(),
+                    Expect::Version {
+                        version: v.version,
+                        upload_id: None,
+                    },
+                ),
+                None => (
+                    ExerciseVideo::new(exercise_id.clone(), scope.clone(), now),
+                    Expect::Absent,
+                ),
+            };
+            let mut pending = PendingUpload::awaiting(upload_id.clone(), Provider::AwsMediaconvert, now);
+            pending.source_key = Some(source_key);
+            let replaced = next
+                .begin_upload(&scope, pending, now)
+                .map_err(|_| ApiError::Store(StoreError::Contended { attempts: 1 }))?;
+            match self.store.put(&next, &expect, None).await {
+                Ok(()) => {
+                    if let Some(old) = replaced {
+                        tracing::info!(replaced_upload = %old.upload_id, "pending upload replaced");
+                    }
+                    tracing::info!(scope = %scope, "upload awaiting bytes");
+                    let answer = VideoUploadAnswer {
+                        exercise_id: exercise_id.to_string(),
+                        upload_id: upload_id.to_string(),
+                        video_status: "awaiting_upload",
+                        video_provider: Provider::AwsMediaconvert,
+                        expires_at: presigned.expires_at.clone(),
+                        upload: presigned,
+                    };
+                    return Ok(http_edge::json_response(
+                        StatusCode::CREATED,
+                        &answer,
+                        "no-store",
+                    ));
+                }
+                Err(StoreError::Conflict { current }) => {
+                    stored = match current {
+                        Some(v) => Some(*v),
+                        None => self.store.get(exercise_id, Consistency::Strong).await?,
+                    };
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Contended {
+            attempts: WRITE_ATTEMPTS,
+        }
+        .into())
+    }
+
+    async fn image(
+        &self,
+        principal: &Principal,
+        exercise_id: &ExerciseId,
+        slot: ImageSlot,
+        step: Option<StepId>,
+        body: &[u8],
+    ) -> Result<Response<Body>, ApiError> {
+        let request = upload_request::image(slot, body)?;
+        let stored = self.store.get(exercise_id, Consistency::Strong).await?;
+        let scope = Self::upload_scope(principal, stored.as_ref(), request.scope.clone())?;
+        let key = match (slot, &step) {
+            (ImageSlot::InstructionImage, Some(step)) => {
+                media_keys::instruction_image_key(&scope, exercise_id, step, request.image)
+            }
+            _ => media_keys::poster_key(&scope, exercise_id),
+        };
+        let now = self.clock.now();
+        let presigned = self
+            .bucket
+            .presign_put(
+                &key,
+                &PutConditions {
+                    content_type: request.image.content_type().to_owned(),
+                    content_length: request.size_bytes,
+                    upload_id: None,
+                },
+                self.config.upload_ttl,
+                now,
+            )
+            .await?;
+        tracing::info!(key = %key, "image upload signed");
+        let answer = ImageUploadAnswer {
+            exercise_id: exercise_id.to_string(),
+            expires_at: presigned.expires_at.clone(),
+            upload: presigned,
+            key,
+        };
+        Ok(http_edge::json_response(
+            StatusCode::CREATED,
+            &answer,
+            "no-store",
+        ))
+    }
+
+    async fn delete(
+        &self,
+        principal: &Principal,
+        exercise_id: &ExerciseId,
+    ) -> Result<Response<Body>, ApiError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(video) = self.store.get(exercise_id, Consistency::Strong).await? else {
+                tracing::info!("nothing to delete");
+                return Ok(no_content());
+            };
+            match authorize(principal, Action::Delete, &video.scope) {
+                Access::Allow => {}
+                Access::Forbidden => return Err(ApiError::Forbidden),
+                Access::NotFound => return Err(ApiError::NotFound),
+            }
+            // Objects first: if the record went first and this failed, nothing would remember
+            // the prefix. A retry after a partial failure deletes the rest.
+            let prefix = media_keys::exercise_prefix(&video.scope, exercise_id);
+            let objects = self.bucket.delete_prefix(&prefix).await?;
+            let guids: Vec<_> = video
+                .pending
+                .iter()
+                .filter_map(|p| p.bunny_guid.clone())
+                .chain(video.current.iter().filter_map(|c| c.bunny_guid.clone()))
+                .collect();
+            match self.store.delete(exercise_id, video.version, &guids).await {
+                Ok(()) => {
+                    tracing::info!(objects, "exercise media deleted");
+                    return Ok(no_content());
+                }
+                // A late event changed the record meanwhile: read it again and delete that.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Contended {
+            attempts: WRITE_ATTEMPTS,
+        }
+        .into())
+    }
+}
+
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}

@@ -1,0 +1,25 @@
+use exvid_shared::aws::{has_custom_endpoint, sdk_config};
+use exvid_shared::clock::SystemClock;
+use exvid_shared::config::{fail_init, Env};
+use exvid_shared::ids::Uuid7;
+use exvid_shared::media_bucket::s3::S3Bucket;
+use exvid_shared::store::dynamo::DynamoStore;
+use lambda_http::{service_fn, Error, Request};
+use upload_intake::{Intake, IntakeConfig};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    exvid_shared::telemetry::init();
+    let config = IntakeConfig::from_env(&Env::process())
+        .unwrap_or_else(|e| fail_init("upload-intake", e));
+    let sdk = sdk_config()
+        .await
+        .unwrap_or_else(|e| fail_init("upload-intake", e));
+    let store = DynamoStore::from_sdk_config(&sdk, &config.table_name);
+    let bucket = S3Bucket::from_sdk_config(&sdk, &config.bucket, has_custom_endpoint("S3"));
+    let app = Intake::new(store, bucket, SystemClock, Uuid7, config);
+    lambda_http::run(service_fn(|req: Request| async {
+        Ok::<_, Error>(app.handle(req).await)
+    }))
+    .await
+}
