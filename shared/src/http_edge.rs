@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::auth::{AuthError, ClaimNames, Principal};
 use crate::ids::IdError;
 use crate::media_bucket::BucketError;
-use crate::upload_request::IntakeError;
 use crate::store::StoreError;
+use crate::upload_request::IntakeError;
 use crate::video::Provider;
 
 /// An RFC 9457 problem document.
@@ -145,8 +145,12 @@ impl ApiError {
             }
             ApiError::Intake(e) => {
                 let (status, slug, title) = match e {
-                    IntakeError::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Malformed request body"),
-                    IntakeError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "file-too-large", "File too large"),
+                    IntakeError::MalformedBody(_) => {
+                        (S::BAD_REQUEST, "malformed-body", "Malformed request body")
+                    }
+                    IntakeError::TooLarge { .. } => {
+                        (S::PAYLOAD_TOO_LARGE, "file-too-large", "File too large")
+                    }
                     IntakeError::Empty => (S::BAD_REQUEST, "empty-file", "Empty file"),
                     IntakeError::UnsupportedType { .. } => (
                         S::UNSUPPORTED_MEDIA_TYPE,
@@ -158,7 +162,9 @@ impl ApiError {
                         "extension-mismatch",
                         "File name does not match its type",
                     ),
-                    IntakeError::InvalidScope(_) => (S::BAD_REQUEST, "invalid-id", "Invalid identifier"),
+                    IntakeError::InvalidScope(_) => {
+                        (S::BAD_REQUEST, "invalid-id", "Invalid identifier")
+                    }
                 };
                 Problem::new(status, slug, title, Some(e.to_string()))
             }
@@ -172,7 +178,10 @@ impl ApiError {
                 S::BAD_REQUEST,
                 "scope-required",
                 "Scope required",
-                Some("your token names no organisation; say which scope the exercise belongs to".into()),
+                Some(
+                    "your token names no organisation; say which scope the exercise belongs to"
+                        .into(),
+                ),
             ),
             ApiError::Bucket(_) => Problem::new(
                 S::SERVICE_UNAVAILABLE,
@@ -180,12 +189,7 @@ impl ApiError {
                 "Temporarily unavailable",
                 Some("media storage could not be reached; retry shortly".into()),
             ),
-            ApiError::NoRoute => Problem::new(
-                S::NOT_FOUND,
-                "no-route",
-                "No such endpoint",
-                None,
-            ),
+            ApiError::NoRoute => Problem::new(S::NOT_FOUND, "no-route", "No such endpoint", None),
             ApiError::ProviderNotConfigured(_) => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "provider-unavailable",

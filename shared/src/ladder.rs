@@ -119,14 +119,22 @@ mod tests {
     }
 
     fn sizes(ladder: &[Rung]) -> Vec<(u32, u32, u32)> {
-        ladder.iter().map(|r| (r.label, r.width, r.height)).collect()
+        ladder
+            .iter()
+            .map(|r| (r.label, r.width, r.height))
+            .collect()
     }
 
     #[test]
     fn full_ladder_for_1080p_landscape() {
         assert_eq!(
             sizes(&hls_ladder(g(1920, 1080))),
-            vec![(360, 640, 360), (480, 854, 480), (720, 1280, 720), (1080, 1920, 1080)]
+            vec![
+                (360, 640, 360),
+                (480, 854, 480),
+                (720, 1280, 720),
+                (1080, 1920, 1080)
+            ]
         );
     }
 
@@ -134,7 +142,12 @@ mod tests {
     fn portrait_keeps_orientation_and_names_rungs_by_short_side() {
         assert_eq!(
             sizes(&hls_ladder(g(1080, 1920))),
-            vec![(360, 360, 640), (480, 480, 854), (720, 720, 1280), (1080, 1080, 1920)]
+            vec![
+                (360, 360, 640),
+                (480, 480, 854),
+                (720, 720, 1280),
+                (1080, 1080, 1920)
+            ]
         );
         assert_eq!(mp4_rung(g(1080, 1920)).width, 720);
         assert_eq!(mp4_rung(g(1080, 1920)).height, 1280);
@@ -142,9 +155,20 @@ mod tests {
 
     #[test]
     fn never_upscales() {
-        for source in [g(1279, 720), g(1280, 720), g(720, 1280), g(960, 540), g(640, 480), g(4096, 2160), g(3840, 2160)] {
+        for source in [
+            g(1279, 720),
+            g(1280, 720),
+            g(720, 1280),
+            g(960, 540),
+            g(640, 480),
+            g(4096, 2160),
+            g(3840, 2160),
+        ] {
             for r in hls_ladder(source) {
-                assert!(r.width <= source.width.max(source.height), "{source:?} {r:?}");
+                assert!(
+                    r.width <= source.width.max(source.height),
+                    "{source:?} {r:?}"
+                );
                 assert!(r.label <= source.short_side(), "{source:?} {r:?}");
                 assert_eq!(r.width % 2, 0);
                 assert_eq!(r.height % 2, 0);
@@ -153,7 +177,10 @@ mod tests {
         assert_eq!(sizes(&hls_ladder(g(1280, 720))).last().unwrap().0, 720);
         assert_eq!(sizes(&hls_ladder(g(960, 540))).last().unwrap().0, 480);
         // 4K tops out at 1080p.
-        assert_eq!(sizes(&hls_ladder(g(3840, 2160))).last().unwrap(), &(1080, 1920, 1080));
+        assert_eq!(
+            sizes(&hls_ladder(g(3840, 2160))).last().unwrap(),
+            &(1080, 1920, 1080)
+        );
     }
 
     #[test]

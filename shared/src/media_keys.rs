@@ -275,7 +275,10 @@ mod tests {
         let key = poster_key(&scope, &ex);
         assert_eq!(
             parse_poster_key(&key),
-            Some(PosterKey { scope: scope.clone(), exercise_id: ex.clone() })
+            Some(PosterKey {
+                scope: scope.clone(),
+                exercise_id: ex.clone()
+            })
         );
         for bad in [
             "clinic-9/exercises/ex-42/thumbnail/poster.png",

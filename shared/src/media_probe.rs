@@ -67,22 +67,28 @@ pub enum GeometryProbe {
     Found(Geometry),
     /// ISO BMFF whose `moov` lies at `offset` (after the media data): fetch `len` bytes there
     /// and call [`mp4_geometry`] on them.
-    MoovAt { offset: u64, len: u64 },
+    MoovAt {
+        offset: u64,
+        len: u64,
+    },
     Unknown,
 }
 
 /// Display geometry from the first bytes of a file of `container`.
 pub fn probe_geometry(container: VideoContainer, head: &[u8]) -> GeometryProbe {
     match container {
-        VideoContainer::Webm => webm_geometry(head).map_or(GeometryProbe::Unknown, GeometryProbe::Found),
+        VideoContainer::Webm => {
+            webm_geometry(head).map_or(GeometryProbe::Unknown, GeometryProbe::Found)
+        }
         VideoContainer::Mp4 | VideoContainer::Mov => {
             let mut offset = 0u64;
             for b in boxes(head) {
                 offset = b.end;
                 if b.kind == *b"moov" {
                     return match head.get(b.body.clone()) {
-                        Some(body) if b.end as usize <= head.len() => moov_geometry(body)
-                            .map_or(GeometryProbe::Unknown, GeometryProbe::Found),
+                        Some(body) if b.end as usize <= head.len() => {
+                            moov_geometry(body).map_or(GeometryProbe::Unknown, GeometryProbe::Found)
+                        }
                         _ => moov_at(b.start, b.end - b.start),
                     };
                 }
@@ -250,7 +256,9 @@ fn elements(buf: &[u8], range: std::ops::Range<usize>) -> impl Iterator<Item = E
         let body_end = if unknown {
             end
         } else {
-            body_start.saturating_add(usize::try_from(size).unwrap_or(usize::MAX)).min(end)
+            body_start
+                .saturating_add(usize::try_from(size).unwrap_or(usize::MAX))
+                .min(end)
         };
         if body_start > end {
             return None;
@@ -333,7 +341,11 @@ mod tests {
     fn tkhd(width: u32, height: u32, rotated: bool) -> Vec<u8> {
         let mut body = vec![0u8; 84];
         let one = 0x0001_0000i32;
-        let (a, b, c, d) = if rotated { (0, one, -one, 0) } else { (one, 0, 0, one) };
+        let (a, b, c, d) = if rotated {
+            (0, one, -one, 0)
+        } else {
+            (one, 0, 0, one)
+        };
         for (i, v) in [a, b, 0, c, d, 0, 0, 0, 0x4000_0000].iter().enumerate() {
             body[40 + i * 4..44 + i * 4].copy_from_slice(&v.to_be_bytes());
         }
@@ -356,8 +368,14 @@ mod tests {
         assert_eq!(sniff(&ftyp(b"isom")), Some(VideoContainer::Mp4));
         assert_eq!(sniff(&ftyp(b"mp42")), Some(VideoContainer::Mp4));
         assert_eq!(sniff(&ftyp(b"qt  ")), Some(VideoContainer::Mov));
-        assert_eq!(sniff(&[bx(b"wide", &[]), bx(b"mdat", &[0; 8])].concat()), Some(VideoContainer::Mov));
-        assert_eq!(sniff(&webm_file(640, 360, None)), Some(VideoContainer::Webm));
+        assert_eq!(
+            sniff(&[bx(b"wide", &[]), bx(b"mdat", &[0; 8])].concat()),
+            Some(VideoContainer::Mov)
+        );
+        assert_eq!(
+            sniff(&webm_file(640, 360, None)),
+            Some(VideoContainer::Webm)
+        );
         // Matroska proper, text, images, empty, truncated: refused.
         let mut mkv = webm_file(640, 360, None);
         let at = mkv.windows(4).position(|w| w == b"webm").unwrap();
@@ -373,15 +391,33 @@ mod tests {
 
     #[test]
     fn mp4_geometry_honours_rotation() {
-        let landscape = [ftyp(b"isom"), moov(&[tkhd(1920, 1080, false)]), bx(b"mdat", &[0; 32])].concat();
+        let landscape = [
+            ftyp(b"isom"),
+            moov(&[tkhd(1920, 1080, false)]),
+            bx(b"mdat", &[0; 32]),
+        ]
+        .concat();
         assert_eq!(
             probe_geometry(VideoContainer::Mp4, &landscape),
-            GeometryProbe::Found(Geometry { width: 1920, height: 1080 })
+            GeometryProbe::Found(Geometry {
+                width: 1920,
+                height: 1080
+            })
         );
         // A phone held upright stores landscape pixels and a 90° matrix.
-        let phone = [ftyp(b"qt  "), moov(&[tkhd(0, 0, false), tkhd(1920, 1080, true)])].concat();
+        let phone = [
+            ftyp(b"qt  "),
+            moov(&[tkhd(0, 0, false), tkhd(1920, 1080, true)]),
+        ]
+        .concat();
         let g = probe_geometry(VideoContainer::Mov, &phone);
-        assert_eq!(g, GeometryProbe::Found(Geometry { width: 1080, height: 1920 }));
+        assert_eq!(
+            g,
+            GeometryProbe::Found(Geometry {
+                width: 1080,
+                height: 1920
+            })
+        );
     }
 
     #[test]
@@ -393,24 +429,35 @@ mod tests {
         let offset = (ftyp(b"isom").len() + mdat.len()) as u64;
         assert_eq!(
             probe_geometry(VideoContainer::Mp4, head),
-            GeometryProbe::MoovAt { offset, len: MAX_MOOV_BYTES }
+            GeometryProbe::MoovAt {
+                offset,
+                len: MAX_MOOV_BYTES
+            }
         );
         assert_eq!(
             mp4_geometry(&file[offset as usize..], offset),
-            Ok(Geometry { width: 1280, height: 720 })
+            Ok(Geometry {
+                width: 1280,
+                height: 720
+            })
         );
         // A `free` box before `moov`: the probe is told where to look next.
         let free = bx(b"free", &[0; 10]);
         assert_eq!(
             mp4_geometry(&[free.clone(), tail].concat(), offset),
-            Err(GeometryProbe::MoovAt { offset: offset + free.len() as u64, len: MAX_MOOV_BYTES })
+            Err(GeometryProbe::MoovAt {
+                offset: offset + free.len() as u64,
+                len: MAX_MOOV_BYTES
+            })
         );
     }
 
     #[test]
     fn hostile_boxes_do_not_panic() {
         let cases: Vec<Vec<u8>> = vec![
-            vec![0, 0, 0, 1, b'm', b'o', b'o', b'v', 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            vec![
+                0, 0, 0, 1, b'm', b'o', b'o', b'v', 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+            ],
             vec![0, 0, 0, 4, b'm', b'o', b'o', b'v'],
             vec![0xFF, 0xFF, 0xFF, 0xFF, b'm', b'o', b'o', b'v', 1, 2, 3],
             bx(b"moov", &bx(b"trak", &bx(b"tkhd", &[1, 0, 0]))),
@@ -428,7 +475,11 @@ mod tests {
     }
 
     fn el(id: u32, body: &[u8]) -> Vec<u8> {
-        let id_bytes: Vec<u8> = id.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let id_bytes: Vec<u8> = id
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         let mut v = id_bytes;
         v.push(0x01); // 8-byte size: marker byte, then 7 bytes
         v.extend_from_slice(&(body.len() as u64).to_be_bytes()[1..]);
@@ -437,8 +488,15 @@ mod tests {
     }
 
     fn webm_file(width: u32, height: u32, display: Option<(u32, u32)>) -> Vec<u8> {
-        let header = el(EBML_HEADER, &[el(0x4286, &[1]), el(DOC_TYPE, b"webm")].concat());
-        let mut video = [el(PIXEL_WIDTH, &width.to_be_bytes()), el(PIXEL_HEIGHT, &height.to_be_bytes())].concat();
+        let header = el(
+            EBML_HEADER,
+            &[el(0x4286, &[1]), el(DOC_TYPE, b"webm")].concat(),
+        );
+        let mut video = [
+            el(PIXEL_WIDTH, &width.to_be_bytes()),
+            el(PIXEL_HEIGHT, &height.to_be_bytes()),
+        ]
+        .concat();
         if let Some((dw, dh)) = display {
             video.extend(el(DISPLAY_WIDTH, &dw.to_be_bytes()));
             video.extend(el(DISPLAY_HEIGHT, &dh.to_be_bytes()));
@@ -447,7 +505,9 @@ mod tests {
         let track = el(TRACK_ENTRY, &[el(0xD7, &[1]), el(VIDEO, &video)].concat());
         let tracks = el(TRACKS, &[audio, track].concat());
         // A browser recorder leaves the Segment's size unknown (0x01FFFFFFFFFFFFFF).
-        let mut segment = vec![0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+        let mut segment = vec![
+            0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        ];
         segment.extend(el(0x1549_A966, &[0; 20]));
         segment.extend(tracks);
         segment.extend(el(CLUSTER, &[0; 30]));
@@ -458,11 +518,17 @@ mod tests {
     fn webm_geometry_from_tracks() {
         assert_eq!(
             probe_geometry(VideoContainer::Webm, &webm_file(720, 1280, None)),
-            GeometryProbe::Found(Geometry { width: 720, height: 1280 })
+            GeometryProbe::Found(Geometry {
+                width: 720,
+                height: 1280
+            })
         );
         assert_eq!(
             probe_geometry(VideoContainer::Webm, &webm_file(640, 480, Some((854, 480)))),
-            GeometryProbe::Found(Geometry { width: 854, height: 480 })
+            GeometryProbe::Found(Geometry {
+                width: 854,
+                height: 480
+            })
         );
         let file = webm_file(720, 1280, None);
         for cut in 0..file.len() {

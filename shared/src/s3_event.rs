@@ -67,7 +67,10 @@ fn object_created(entity: Entity) -> Result<ObjectCreated, &'static str> {
         .filter(|n| !n.is_empty())
         .ok_or("no bucket name")?;
     let object = entity.object.ok_or("no object")?;
-    let raw = object.key.filter(|k| !k.is_empty()).ok_or("no object key")?;
+    let raw = object
+        .key
+        .filter(|k| !k.is_empty())
+        .ok_or("no object key")?;
     Ok(ObjectCreated {
         bucket,
         key: decode_key(&raw).map_err(|_| "object key is not valid percent-encoded UTF-8")?,
@@ -91,13 +94,15 @@ pub fn parse(event: &Value) -> Result<Vec<Result<ObjectCreated, S3EventError>>, 
                     .is_some_and(|n| n.starts_with("ObjectCreated:"))
             })
             .map(|(index, r)| {
-                let entity = r
-                    .get("s3")
-                    .cloned()
-                    .ok_or(S3EventError::Record { index, reason: "no s3 entity" })?;
-                let entity: Entity = serde_json::from_value(entity).map_err(|_| {
-                    S3EventError::Record { index, reason: "malformed s3 entity" }
+                let entity = r.get("s3").cloned().ok_or(S3EventError::Record {
+                    index,
+                    reason: "no s3 entity",
                 })?;
+                let entity: Entity =
+                    serde_json::from_value(entity).map_err(|_| S3EventError::Record {
+                        index,
+                        reason: "malformed s3 entity",
+                    })?;
                 object_created(entity).map_err(|reason| S3EventError::Record { index, reason })
             })
             .collect());
@@ -113,10 +118,15 @@ pub fn parse(event: &Value) -> Result<Vec<Result<ObjectCreated, S3EventError>>, 
         let entity = event
             .get("detail")
             .cloned()
-            .ok_or(S3EventError::Record { index: 0, reason: "no detail" })
+            .ok_or(S3EventError::Record {
+                index: 0,
+                reason: "no detail",
+            })
             .and_then(|d| {
-                serde_json::from_value::<Entity>(d)
-                    .map_err(|_| S3EventError::Record { index: 0, reason: "malformed detail" })
+                serde_json::from_value::<Entity>(d).map_err(|_| S3EventError::Record {
+                    index: 0,
+                    reason: "malformed detail",
+                })
             });
         return Ok(vec![entity.and_then(|e| {
             object_created(e).map_err(|reason| S3EventError::Record { index: 0, reason })
@@ -152,7 +162,10 @@ mod tests {
 
     #[test]
     fn decodes_form_encoded_keys() {
-        assert_eq!(decode_key("org-a/ex%2D1/a+b%20c%2Bd").unwrap(), "org-a/ex-1/a b c+d");
+        assert_eq!(
+            decode_key("org-a/ex%2D1/a+b%20c%2Bd").unwrap(),
+            "org-a/ex-1/a b c+d"
+        );
         assert_eq!(decode_key("plain/key.mp4").unwrap(), "plain/key.mp4");
         assert_eq!(decode_key("%C3%A9").unwrap(), "é");
         assert!(decode_key("%FF%FE").is_err());
@@ -205,7 +218,10 @@ mod tests {
         };
         assert_eq!(request_token(&o, "u1"), request_token(&o.clone(), "u1"));
         assert_ne!(request_token(&o, "u1"), request_token(&o, "u2"));
-        let later = ObjectCreated { sequencer: Some("02".into()), ..o.clone() };
+        let later = ObjectCreated {
+            sequencer: Some("02".into()),
+            ..o.clone()
+        };
         assert_ne!(request_token(&o, "u1"), request_token(&later, "u1"));
         assert_eq!(request_token(&o, "u1").len(), 32);
     }

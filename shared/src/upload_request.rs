@@ -27,7 +27,10 @@ pub enum IntakeError {
     #[error("declared size must be at least 1 byte")]
     Empty,
     #[error("content type '{found}' is not accepted (expected one of: {expected})")]
-    UnsupportedType { found: String, expected: &'static str },
+    UnsupportedType {
+        found: String,
+        expected: &'static str,
+    },
     #[error("file name extension does not match content type {content_type}")]
     ExtensionMismatch { content_type: &'static str },
     #[error("invalid scope: {0}")]
@@ -48,13 +51,22 @@ fn body(raw: &[u8]) -> Result<Body, IntakeError> {
     serde_json::from_slice(raw).map_err(|e| {
         // serde's message names the field and the problem; cut it short and drop positions.
         let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or("").chars().take(160).collect();
+        let msg = msg
+            .split(" at line ")
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(160)
+            .collect();
         IntakeError::MalformedBody(msg)
     })
 }
 
 fn extension(filename: &str) -> Option<&str> {
-    filename.rsplit_once('.').map(|(_, ext)| ext).filter(|e| !e.is_empty())
+    filename
+        .rsplit_once('.')
+        .map(|(_, ext)| ext)
+        .filter(|e| !e.is_empty())
 }
 
 fn check_size(declared: u64, limit: u64) -> Result<(), IntakeError> {
@@ -164,29 +176,70 @@ mod tests {
 
     #[test]
     fn accepts_the_three_containers_case_insensitively() {
-        let ok = v(r#"{"filename":"Squat Demo.MOV","content_type":"video/quicktime","size_bytes":1000}"#).unwrap();
+        let ok = v(
+            r#"{"filename":"Squat Demo.MOV","content_type":"video/quicktime","size_bytes":1000}"#,
+        )
+        .unwrap();
         assert_eq!(ok.container, VideoContainer::Mov);
         assert_eq!(ok.scope, None);
-        let ok = v(r#"{"filename":"a.webm","content_type":"video/webm","size_bytes":1,"scope":"org-a"}"#).unwrap();
+        let ok = v(
+            r#"{"filename":"a.webm","content_type":"video/webm","size_bytes":1,"scope":"org-a"}"#,
+        )
+        .unwrap();
         assert_eq!(ok.scope, Some(Scope::parse("org-a").unwrap()));
-        assert!(v(&format!(r#"{{"filename":"a.mp4","content_type":"video/mp4","size_bytes":{MAX_VIDEO_BYTES}}}"#)).is_ok());
+        assert!(v(&format!(
+            r#"{{"filename":"a.mp4","content_type":"video/mp4","size_bytes":{MAX_VIDEO_BYTES}}}"#
+        ))
+        .is_ok());
     }
 
     #[test]
     fn refuses_bad_requests_with_a_reason() {
         use IntakeError::*;
         let cases: &[(&str, fn(&IntakeError) -> bool)] = &[
-            (r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":524288001}"#, |e| matches!(e, TooLarge { .. })),
-            (r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":0}"#, |e| matches!(e, Empty)),
-            (r#"{"filename":"a.avi","content_type":"video/x-msvideo","size_bytes":5}"#, |e| matches!(e, UnsupportedType { .. })),
-            (r#"{"filename":"a.mov","content_type":"video/mp4","size_bytes":5}"#, |e| matches!(e, ExtensionMismatch { .. })),
-            (r#"{"filename":"mp4","content_type":"video/mp4","size_bytes":5}"#, |e| matches!(e, ExtensionMismatch { .. })),
-            (r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":-5}"#, |e| matches!(e, MalformedBody(_))),
-            (r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":"5"}"#, |e| matches!(e, MalformedBody(_))),
-            (r#"{"filename":"a.mp4","content_type":"video/mp4"}"#, |e| matches!(e, MalformedBody(_))),
-            (r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":5,"extra":1}"#, |e| matches!(e, MalformedBody(_))),
-            (r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":5,"scope":"../x"}"#, |e| matches!(e, InvalidScope(_))),
-            (r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":1e30}"#, |e| matches!(e, MalformedBody(_))),
+            (
+                r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":524288001}"#,
+                |e| matches!(e, TooLarge { .. }),
+            ),
+            (
+                r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":0}"#,
+                |e| matches!(e, Empty),
+            ),
+            (
+                r#"{"filename":"a.avi","content_type":"video/x-msvideo","size_bytes":5}"#,
+                |e| matches!(e, UnsupportedType { .. }),
+            ),
+            (
+                r#"{"filename":"a.mov","content_type":"video/mp4","size_bytes":5}"#,
+                |e| matches!(e, ExtensionMismatch { .. }),
+            ),
+            (
+                r#"{"filename":"mp4","content_type":"video/mp4","size_bytes":5}"#,
+                |e| matches!(e, ExtensionMismatch { .. }),
+            ),
+            (
+                r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":-5}"#,
+                |e| matches!(e, MalformedBody(_)),
+            ),
+            (
+                r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":"5"}"#,
+                |e| matches!(e, MalformedBody(_)),
+            ),
+            (r#"{"filename":"a.mp4","content_type":"video/mp4"}"#, |e| {
+                matches!(e, MalformedBody(_))
+            }),
+            (
+                r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":5,"extra":1}"#,
+                |e| matches!(e, MalformedBody(_)),
+            ),
+            (
+                r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":5,"scope":"../x"}"#,
+                |e| matches!(e, InvalidScope(_)),
+            ),
+            (
+                r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":1e30}"#,
+                |e| matches!(e, MalformedBody(_)),
+            ),
             (r#"not json"#, |e| matches!(e, MalformedBody(_))),
             (r#""#, |e| matches!(e, MalformedBody(_))),
         ];
@@ -200,12 +253,24 @@ mod tests {
     fn image_slots_have_their_own_limits_and_types() {
         let img = |slot, json: &str| image(slot, json.as_bytes());
         let png = r#"{"filename":"p.png","content_type":"image/png","size_bytes":6000000}"#;
-        assert!(matches!(img(ImageSlot::Thumbnail, png), Err(IntakeError::TooLarge { .. })));
+        assert!(matches!(
+            img(ImageSlot::Thumbnail, png),
+            Err(IntakeError::TooLarge { .. })
+        ));
         assert!(img(ImageSlot::InstructionImage, png).is_ok());
         let svg = r#"{"filename":"d.svg","content_type":"image/svg+xml","size_bytes":600}"#;
-        assert!(matches!(img(ImageSlot::Thumbnail, svg), Err(IntakeError::UnsupportedType { .. })));
-        assert_eq!(img(ImageSlot::InstructionImage, svg).unwrap().image, ImageType::Svg);
+        assert!(matches!(
+            img(ImageSlot::Thumbnail, svg),
+            Err(IntakeError::UnsupportedType { .. })
+        ));
+        assert_eq!(
+            img(ImageSlot::InstructionImage, svg).unwrap().image,
+            ImageType::Svg
+        );
         let jpeg = r#"{"filename":"p.JPEG","content_type":"image/jpeg","size_bytes":10}"#;
-        assert_eq!(img(ImageSlot::Thumbnail, jpeg).unwrap().image, ImageType::Jpeg);
+        assert_eq!(
+            img(ImageSlot::Thumbnail, jpeg).unwrap().image,
+            ImageType::Jpeg
+        );
     }
 }

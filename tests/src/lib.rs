@@ -4,6 +4,8 @@
 //! assert exactly which calls a handler made.
 
 use std::path::PathBuf;
+
+use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -17,7 +19,11 @@ use aws_sdk_dynamodb::operation::{
 };
 use devstack::local::moto_sdk_config;
 use devstack::moto::Moto;
+use exvid_shared::media_bucket::s3::S3Bucket;
 use exvid_shared::store::dynamo::DynamoStore;
+
+pub mod fake_mediaconvert;
+pub mod http1;
 
 /// The moto server of this test binary.
 pub fn moto() -> &'static Moto {
@@ -117,4 +123,140 @@ pub async fn unreachable_store() -> DynamoStore {
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
     DynamoStore::from_sdk_config(&sdk, "nowhere")
+}
+
+/// Every way to damage one field of `root`: each field dropped, or replaced by a value of each
+/// JSON type (arrays: their first two items are descended into). Named for failure messages.
+pub fn mutations(root: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    mutate(root, &mut Vec::new(), &mut out, root);
+    out
+}
+
+fn mutate(v: &Value, path: &mut Vec<String>, out: &mut Vec<(String, Value)>, root: &Value) {
+    let replacements = [
+        Value::Null,
+        Value::Bool(true),
+        serde_json::json!(-1),
+        serde_json::json!("x"),
+        serde_json::json!([]),
+        serde_json::json!({}),
+    ];
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                path.push(k.clone());
+                let mut dropped = root.clone();
+                remove(&mut dropped, path);
+                out.push((format!("drop {}", path.join(".")), dropped));
+                for r in &replacements {
+                    let mut replaced = root.clone();
+                    *pointer(&mut replaced, path) = r.clone();
+                    out.push((format!("{} = {r}", path.join(".")), replaced));
+                }
+                mutate(child, path, out, root);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate().take(2) {
+                path.push(i.to_string());
+                mutate(child, path, out, root);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn pointer<'a>(v: &'a mut Value, path: &[String]) -> &'a mut Value {
+    path.iter().fold(v, |v, k| match v {
+        Value::Array(a) => &mut a[k.parse::<usize>().unwrap()],
+        other => &mut other[k.as_str()],
+    })
+}
+
+fn remove(v: &mut Value, path: &[String]) {
+    let (last, parent) = path.split_last().unwrap();
+    match pointer(v, parent) {
+        Value::Object(m) => {
+            m.remove(last);
+        }
+        Value::Array(a) => {
+            a.remove(last.parse::<usize>().unwrap());
+        }
+        _ => {}
+    }
+}
+
+/// A media bucket on moto with a new, empty, versioned bucket (unique per test), as the template
+/// creates it.
+pub async fn fresh_bucket() -> S3Bucket {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "exvid-media-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let sdk = moto_sdk_config(&moto().endpoint()).await;
+    let bucket = S3Bucket::from_sdk_config(&sdk, &name, true);
+    let s3 = bucket.client();
+    s3.create_bucket()
+        .bucket(&name)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                    sdk.region().map(|r| r.as_ref()).unwrap_or("eu-central-1"),
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create bucket on moto");
+    s3.put_bucket_versioning()
+        .bucket(&name)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("enable versioning on moto");
+    bucket
+}
+
+/// A minimal ISO BMFF file: `ftyp`, a `moov` whose video track shows `width`×`height` pixels
+/// (stored as a 90° rotation of the transposed size when `rotated`, as phones do), then `mdat`
+/// with `payload` bytes. What transcode-start's sniffer and probe read; not decodable video.
+pub fn synthetic_mp4(width: u32, height: u32, rotated: bool, payload: usize) -> Vec<u8> {
+    fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(body);
+        v
+    }
+    let (w, h) = if rotated {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let one = 0x0001_0000i32;
+    let (a, b, c, d) = if rotated {
+        (0, one, -one, 0)
+    } else {
+        (one, 0, 0, one)
+    };
+    let mut tkhd = vec![0u8; 84];
+    for (i, v) in [a, b, 0, c, d, 0, 0, 0, 0x4000_0000].iter().enumerate() {
+        tkhd[40 + i * 4..44 + i * 4].copy_from_slice(&v.to_be_bytes());
+    }
+    tkhd[76..80].copy_from_slice(&(w << 16).to_be_bytes());
+    tkhd[80..84].copy_from_slice(&(h << 16).to_be_bytes());
+    let moov = bx(
+        b"moov",
+        &[bx(b"mvhd", &[0; 100]), bx(b"trak", &bx(b"tkhd", &tkhd))].concat(),
+    );
+    let ftyp = bx(b"ftyp", b"isom\0\0\x02\0isomiso2avc1mp41");
+    [ftyp, moov, bx(b"mdat", &vec![0x55; payload])].concat()
 }

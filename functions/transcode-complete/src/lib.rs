@@ -99,15 +99,20 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
         let source = event.get("source").and_then(Value::as_str);
         let detail_type = event.get("detail-type").and_then(Value::as_str);
         if source != Some(event::SOURCE) || detail_type != Some(event::DETAIL_TYPE) {
-            return Ok(CompleteReport::new("ignored", "not a MediaConvert Job State Change"));
+            return Ok(CompleteReport::new(
+                "ignored",
+                "not a MediaConvert Job State Change",
+            ));
         }
-        let detail: JobStateDetail = match event
-            .get("detail")
-            .cloned()
-            .map(serde_json::from_value)
+        let detail: JobStateDetail = match event.get("detail").cloned().map(serde_json::from_value)
         {
             Some(Ok(d)) => d,
-            Some(Err(e)) => return Ok(CompleteReport::new("ignored", format!("malformed detail: {e}"))),
+            Some(Err(e)) => {
+                return Ok(CompleteReport::new(
+                    "ignored",
+                    format!("malformed detail: {e}"),
+                ))
+            }
             None => return Ok(CompleteReport::new("ignored", "event has no detail")),
         };
         let owner = match event::owner(&detail) {
@@ -125,7 +130,11 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
         self.apply(&owner, change).await
     }
 
-    async fn apply(&self, owner: &JobOwner, change: JobChange) -> Result<CompleteReport, CompleteError> {
+    async fn apply(
+        &self,
+        owner: &JobOwner,
+        change: JobChange,
+    ) -> Result<CompleteReport, CompleteError> {
         let now = self.clock.now();
         let upload = &owner.upload_id;
         let job = Some(owner.job_id.as_str());
@@ -148,7 +157,11 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
                     v.mark_processing(upload, percent, job, now)
                 })
                 .await?;
-                Ok(report(outcome, "processing", percent.map_or("started".into(), |p| format!("{p}%"))))
+                Ok(report(
+                    outcome,
+                    "processing",
+                    percent.map_or("started".into(), |p| format!("{p}%")),
+                ))
             }
             JobChange::Failed(error) => {
                 let detail = format!("{}: {}", error.code, error.message);
@@ -166,7 +179,11 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
                     v.complete(upload, job, (*rendition).clone(), now)
                 })
                 .await?;
-                if let Outcome::Applied { video, value: Some(replaced) } = &outcome {
+                if let Outcome::Applied {
+                    video,
+                    value: Some(replaced),
+                } = &outcome
+                {
                     self.delete_replaced(&video.scope, owner, replaced).await;
                 }
                 Ok(report(outcome, "ready", detail))
@@ -189,8 +206,12 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
         }
         let prefix = media_keys::upload_prefix(scope, &owner.exercise_id, &replaced.upload_id);
         match self.bucket.delete_prefix(&prefix).await {
-            Ok(n) => tracing::info!(objects = n, replaced_upload = %replaced.upload_id, "replaced rendition deleted"),
-            Err(e) => tracing::error!(error = %e, prefix = %prefix, bucket = %self.config.bucket, "could not delete the replaced rendition"),
+            Ok(n) => {
+                tracing::info!(objects = n, replaced_upload = %replaced.upload_id, "replaced rendition deleted")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, prefix = %prefix, bucket = %self.config.bucket, "could not delete the replaced rendition")
+            }
         }
     }
 }

@@ -22,7 +22,10 @@ async fn main() -> Result<(), Error> {
     let app = TranscodeComplete::new(store, bucket, SystemClock, config);
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<_, Error>(app.handle(&event.payload, &event.context.request_id).await?)
+        Ok::<_, Error>(
+            app.handle(&event.payload, &event.context.request_id)
+                .await?,
+        )
     }))
     .await
 }

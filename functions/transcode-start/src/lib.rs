@@ -155,7 +155,11 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
             let span = tracing::info_span!("poster", exercise_id = %poster.exercise_id);
             return self.poster(object, &poster).instrument(span).await;
         }
-        Ok(ObjectOutcome::new(&object.key, "ignored", "not an upload key"))
+        Ok(ObjectOutcome::new(
+            &object.key,
+            "ignored",
+            "not an upload key",
+        ))
     }
 
     async fn original(
@@ -168,7 +172,10 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         let Some(head) = self.bucket.head(key).await? else {
             return ignored("object no longer exists".into());
         };
-        let Some(upload_id) = head.upload_id.as_deref().and_then(|u| UploadId::parse(u).ok())
+        let Some(upload_id) = head
+            .upload_id
+            .as_deref()
+            .and_then(|u| UploadId::parse(u).ok())
         else {
             return ignored("object has no valid upload-id metadata".into());
         };
@@ -184,21 +191,25 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
             return ignored(format!("upload {upload_id} is not the pending upload"));
         };
         if pending.status != UploadStatus::AwaitingUpload {
-            return ignored(format!("upload {upload_id} is already {:?}", pending.status));
+            return ignored(format!(
+                "upload {upload_id} is already {:?}",
+                pending.status
+            ));
         }
         if video.scope != original.scope || pending.source_key.as_deref() != Some(key) {
             return ignored("key does not match the pending upload's source".into());
         }
 
-        let first = self.bucket.read_range(key, 0, media_probe::HEAD_BYTES).await?;
+        let first = self
+            .bucket
+            .read_range(key, 0, media_probe::HEAD_BYTES)
+            .await?;
         let Some(container) = media_probe::sniff(&first) else {
             let error = UploadError {
                 code: "unsupported_file".into(),
                 message: "the uploaded file is not an MP4, MOV or WebM video".into(),
             };
-            return self
-                .fail(&video, &upload_id, error, key, "rejected")
-                .await;
+            return self.fail(&video, &upload_id, error, key, "rejected").await;
         };
         let geometry = self.geometry(key, container, &first).await?;
         if geometry.is_none() {
@@ -306,7 +317,11 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
     ) -> Result<ObjectOutcome, StartError> {
         let key = object.key.as_str();
         if self.bucket.head(key).await?.is_none() {
-            return Ok(ObjectOutcome::new(key, "ignored", "object no longer exists"));
+            return Ok(ObjectOutcome::new(
+                key,
+                "ignored",
+                "object no longer exists",
+            ));
         }
         let path = media_keys::cdn_path(key);
         let now = self.clock.now();
@@ -328,7 +343,8 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
                 Outcome::Ignored(exvid_shared::video::Ignored::NoRecord) => {
                     // A poster before any video: the record starts here, scope from the key
                     // (the intake authorized the upload to it).
-                    let mut v = ExerciseVideo::new(poster.exercise_id.clone(), poster.scope.clone(), now);
+                    let mut v =
+                        ExerciseVideo::new(poster.exercise_id.clone(), poster.scope.clone(), now);
                     let _ = v.set_uploaded_thumbnail(path.clone(), now);
                     match self.store.put(&v, &Expect::Absent, None).await {
                         Ok(()) => return Ok(ObjectOutcome::new(key, "poster_recorded", path)),

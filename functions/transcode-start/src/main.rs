@@ -13,8 +13,8 @@ use transcode_start::{StartConfig, TranscodeStart};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     exvid_shared::telemetry::init();
-    let config = StartConfig::from_env(&Env::process())
-        .unwrap_or_else(|e| fail_init("transcode-start", e));
+    let config =
+        StartConfig::from_env(&Env::process()).unwrap_or_else(|e| fail_init("transcode-start", e));
     let sdk = sdk_config()
         .await
         .unwrap_or_else(|e| fail_init("transcode-start", e));
@@ -28,7 +28,10 @@ async fn main() -> Result<(), Error> {
     let app = TranscodeStart::new(store, bucket, mediaconvert, SystemClock, config);
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<_, Error>(app.handle(&event.payload, &event.context.request_id).await?)
+        Ok::<_, Error>(
+            app.handle(&event.payload, &event.context.request_id)
+                .await?,
+        )
     }))
     .await
 }

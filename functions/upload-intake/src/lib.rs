@@ -230,7 +230,8 @@ impl<S: VideoStore, B: MediaBucket, C: Clock, I: UploadIds> Intake<S, B, C, I> {
                     Expect::Absent,
                 ),
             };
-            let mut pending = PendingUpload::awaiting(upload_id.clone(), Provider::AwsMediaconvert, now);
+            let mut pending =
+                PendingUpload::awaiting(upload_id.clone(), Provider::AwsMediaconvert, now);
             pending.source_key = Some(source_key);
             let replaced = next
                 .begin_upload(&scope, pending, now)

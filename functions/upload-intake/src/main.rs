@@ -10,8 +10,8 @@ use upload_intake::{Intake, IntakeConfig};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     exvid_shared::telemetry::init();
-    let config = IntakeConfig::from_env(&Env::process())
-        .unwrap_or_else(|e| fail_init("upload-intake", e));
+    let config =
+        IntakeConfig::from_env(&Env::process()).unwrap_or_else(|e| fail_init("upload-intake", e));
     let sdk = sdk_config()
         .await
         .unwrap_or_else(|e| fail_init("upload-intake", e));

@@ -78,6 +78,8 @@ pub trait MediaBucket: Send + Sync {
 
     /// Deletes every object (and, in a versioned bucket, every version) under `prefix`; returns
     /// how many were deleted. Deleting an empty prefix succeeds.
-    fn delete_prefix(&self, prefix: &str)
-        -> impl Future<Output = Result<usize, BucketError>> + Send;
+    fn delete_prefix(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<usize, BucketError>> + Send;
 }

@@ -8,7 +8,9 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 
-use super::{BucketError, MediaBucket, ObjectHead, PresignedPut, PutConditions, UPLOAD_ID_METADATA};
+use super::{
+    BucketError, MediaBucket, ObjectHead, PresignedPut, PutConditions, UPLOAD_ID_METADATA,
+};
 use crate::clock::Timestamp;
 
 /// The media bucket on S3.
@@ -70,7 +72,10 @@ impl MediaBucket for S3Bucket {
             .await
         {
             Ok(out) => Ok(Some(ObjectHead {
-                size: out.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+                size: out
+                    .content_length()
+                    .and_then(|l| u64::try_from(l).ok())
+                    .unwrap_or(0),
                 content_type: out.content_type().map(str::to_owned),
                 upload_id: out
                     .metadata()
@@ -182,7 +187,11 @@ impl MediaBucket for S3Bucket {
                 .versions()
                 .iter()
                 .map(|v| (v.key(), v.version_id()))
-                .chain(page.delete_markers().iter().map(|m| (m.key(), m.version_id())));
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .map(|m| (m.key(), m.version_id())),
+                );
             let ids: Vec<ObjectIdentifier> = versions
                 .filter_map(|(key, version)| {
                     let key = key?.to_owned();

@@ -9,10 +9,10 @@ use aws_sdk_mediaconvert::types::{
     AacCodingMode, AacSettings, AudioCodec, AudioCodecSettings, AudioDefaultSelection,
     AudioDescription, AudioSelector, ContainerSettings, ContainerType, FileGroupSettings,
     FrameCaptureSettings, H264CodecProfile, H264GopSizeUnits, H264QvbrSettings,
-    H264RateControlMode, H264SceneChangeDetect, H264Settings, HlsGroupSettings,
-    HlsSegmentControl, Input, InputRotate, JobSettings, M3u8Settings, Mp4Settings, Output,
-    OutputGroup, OutputGroupSettings, OutputGroupType, ScalingBehavior, StatusUpdateInterval,
-    VideoCodec, VideoCodecSettings, VideoDescription, VideoSelector,
+    H264RateControlMode, H264SceneChangeDetect, H264Settings, HlsGroupSettings, HlsSegmentControl,
+    Input, InputRotate, JobSettings, M3u8Settings, Mp4Settings, Output, OutputGroup,
+    OutputGroupSettings, OutputGroupType, ScalingBehavior, StatusUpdateInterval, VideoCodec,
+    VideoCodecSettings, VideoDescription, VideoSelector,
 };
 use aws_sdk_mediaconvert::Client;
 
@@ -157,7 +157,9 @@ pub fn job_settings(plan: &JobPlan) -> JobSettings {
                 OutputGroupSettings::builder()
                     .r#type(OutputGroupType::FileGroupSettings)
                     .file_group_settings(
-                        FileGroupSettings::builder().destination(destination).build(),
+                        FileGroupSettings::builder()
+                            .destination(destination)
+                            .build(),
                     )
                     .build(),
             )
@@ -178,7 +180,11 @@ pub fn job_settings(plan: &JobPlan) -> JobSettings {
     // One frame two seconds in: the first frame of an exercise clip is often a black lead-in.
     let poster = Output::builder()
         .name_modifier(POSTER_MODIFIER)
-        .container_settings(ContainerSettings::builder().container(ContainerType::Raw).build())
+        .container_settings(
+            ContainerSettings::builder()
+                .container(ContainerType::Raw)
+                .build(),
+        )
         .video_description(
             VideoDescription::builder()
                 .width(plan.poster.0 as i32)
@@ -226,7 +232,9 @@ impl Transcoder for MediaConvert {
                 .and_then(|j| j.id())
                 .filter(|id| !id.is_empty())
                 .map(str::to_owned)
-                .ok_or_else(|| SubmitError::Unavailable("CreateJob answered without a job id".into())),
+                .ok_or_else(|| {
+                    SubmitError::Unavailable("CreateJob answered without a job id".into())
+                }),
             Err(e) => {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 let message = DisplayErrorContext(&e).to_string();

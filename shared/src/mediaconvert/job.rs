@@ -74,13 +74,28 @@ mod tests {
             &Scope::parse("org-a").unwrap(),
             &ExerciseId::parse("ex-1").unwrap(),
             &UploadId::parse("u1").unwrap(),
-            Some(Geometry { width: 1080, height: 1920 }),
+            Some(Geometry {
+                width: 1080,
+                height: 1920,
+            }),
             "tok".into(),
         );
-        assert_eq!(p.input, "s3://media/org-a/exercises/ex-1/video/original.mov");
-        assert_eq!(p.hls_destination, "s3://media/org-a/exercises/ex-1/video/u1/hls/");
-        assert_eq!(p.mp4_destination, "s3://media/org-a/exercises/ex-1/video/u1/mp4/");
-        assert_eq!(p.poster_destination, "s3://media/org-a/exercises/ex-1/video/u1/poster/");
+        assert_eq!(
+            p.input,
+            "s3://media/org-a/exercises/ex-1/video/original.mov"
+        );
+        assert_eq!(
+            p.hls_destination,
+            "s3://media/org-a/exercises/ex-1/video/u1/hls/"
+        );
+        assert_eq!(
+            p.mp4_destination,
+            "s3://media/org-a/exercises/ex-1/video/u1/mp4/"
+        );
+        assert_eq!(
+            p.poster_destination,
+            "s3://media/org-a/exercises/ex-1/video/u1/poster/"
+        );
         assert_eq!(p.ladder.len(), 4);
         assert_eq!((p.mp4.width, p.mp4.height), (720, 1280));
         assert_eq!(p.user_metadata["upload_id"], "u1");
