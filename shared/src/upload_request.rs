@@ -196,7 +196,8 @@ mod tests {
     #[test]
     fn refuses_bad_requests_with_a_reason() {
         use IntakeError::*;
-        let cases: &[(&str, fn(&IntakeError) -> bool)] = &[
+        type Expected = fn(&IntakeError) -> bool;
+        let cases: &[(&str, Expected)] = &[
             (
                 r#"{"filename":"a.mp4","content_type":"video/mp4","size_bytes":524288001}"#,
                 |e| matches!(e, TooLarge { .. }),

@@ -77,6 +77,7 @@ async fn stack() -> Stack {
             bucket: name.clone(),
             mediaconvert_role: ROLE.into(),
             mediaconvert_queue: None,
+            stack: Some("exvid-it".into()),
         },
     );
     let complete = TranscodeComplete::new(
@@ -293,8 +294,14 @@ async fn full_flow_from_intake_to_signed_playback() {
     assert_eq!(headers["content-type"], "video/mp4");
     assert_eq!(headers["content-length"], clip.len().to_string());
     assert_eq!(headers["x-amz-meta-upload-id"], upload_id.as_str());
+    assert_eq!(headers["x-amz-tagging"], "exvid-class=original");
     let url = answer["upload"]["url"].as_str().unwrap();
-    for signed in ["content-length", "content-type", "x-amz-meta-upload-id"] {
+    for signed in [
+        "content-length",
+        "content-type",
+        "x-amz-meta-upload-id",
+        "x-amz-tagging",
+    ] {
         let signed_headers = url
             .split("X-Amz-SignedHeaders=")
             .nth(1)
@@ -317,6 +324,22 @@ async fn full_flow_from_intake_to_signed_playback() {
 
     assert_eq!(s.put(&answer["upload"], &clip), 200);
     let key = format!("{ORG}/exercises/{EXERCISE}/video/original.mp4");
+    let tags = s
+        .bucket
+        .client()
+        .get_object_tagging()
+        .bucket(s.bucket.name())
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags.tag_set()
+            .iter()
+            .map(|t| (t.key(), t.value()))
+            .collect::<Vec<_>>(),
+        vec![("exvid-class", "original")]
+    );
     let report = s.s3_created(&key, "0067A1B2C3D4E5F601", false).await;
     assert_eq!(report["objects"][0]["outcome"], "job_created", "{report}");
     let job_id = report["objects"][0]["job_id"].as_str().unwrap().to_owned();
@@ -366,7 +389,7 @@ async fn full_flow_from_intake_to_signed_playback() {
     );
     assert_eq!(
         sent["userMetadata"],
-        json!({"exercise_id": EXERCISE, "scope": ORG, "upload_id": "UPLOAD"})
+        json!({"exercise_id": EXERCISE, "scope": ORG, "upload_id": "UPLOAD", "exvid_stack": "exvid-it"})
     );
     assert_eq!(sent["role"], ROLE);
 

@@ -35,6 +35,8 @@ pub struct StartConfig {
     pub bucket: String,
     pub mediaconvert_role: String,
     pub mediaconvert_queue: Option<String>,
+    /// Stack name tagged on every job (`EXVID_STACK`), so the completion rule sees only ours.
+    pub stack: Option<String>,
 }
 
 impl StartConfig {
@@ -44,6 +46,7 @@ impl StartConfig {
             bucket: env.required("AWS_S3_BUCKET")?,
             mediaconvert_role: env.required("AWS_MEDIACONVERT_ROLE")?,
             mediaconvert_queue: env.optional("AWS_MEDIACONVERT_QUEUE"),
+            stack: env.optional("EXVID_STACK"),
         })
     }
 }
@@ -224,6 +227,7 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
             &upload_id,
             geometry,
             token,
+            self.config.stack.as_deref(),
         );
         let job_id = match self.transcoder.submit(&plan).await {
             Ok(id) => id,

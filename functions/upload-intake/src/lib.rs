@@ -21,7 +21,7 @@ use exvid_shared::clock::Clock;
 use exvid_shared::config::{ConfigError, Env};
 use exvid_shared::http_edge::{self, ApiError};
 use exvid_shared::ids::{ExerciseId, Scope, StepId, UploadIds};
-use exvid_shared::media_bucket::{MediaBucket, PresignedPut, PutConditions};
+use exvid_shared::media_bucket::{MediaBucket, PresignedPut, PutConditions, ORIGINAL_TAGGING};
 use exvid_shared::media_keys;
 use exvid_shared::store::{Consistency, Expect, StoreError, VideoStore};
 use exvid_shared::upload_request::{self, ImageSlot};
@@ -212,6 +212,7 @@ impl<S: VideoStore, B: MediaBucket, C: Clock, I: UploadIds> Intake<S, B, C, I> {
                         content_type: request.container.content_type().to_owned(),
                         content_length: request.size_bytes,
                         upload_id: Some(upload_id.to_string()),
+                        tagging: Some(ORIGINAL_TAGGING.to_owned()),
                     },
                     self.config.upload_ttl,
                     now,
@@ -297,6 +298,7 @@ impl<S: VideoStore, B: MediaBucket, C: Clock, I: UploadIds> Intake<S, B, C, I> {
                     content_type: request.image.content_type().to_owned(),
                     content_length: request.size_bytes,
                     upload_id: None,
+                    tagging: None,
                 },
                 self.config.upload_ttl,
                 now,

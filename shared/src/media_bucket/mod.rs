@@ -15,6 +15,10 @@ pub mod s3;
 /// into the presigned PUT, read back by transcode-start.
 pub const UPLOAD_ID_METADATA: &str = "upload-id";
 
+/// Object tag (`x-amz-tagging`) signed into uploads of originals: the bucket's lifecycle rule
+/// archives objects carrying it (originals have no common key prefix to filter on).
+pub const ORIGINAL_TAGGING: &str = "exvid-class=original";
+
 /// What an uploaded object says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectHead {
@@ -31,6 +35,8 @@ pub struct PutConditions {
     pub content_type: String,
     pub content_length: u64,
     pub upload_id: Option<String>,
+    /// `x-amz-tagging` the object must be created with.
+    pub tagging: Option<String>,
 }
 
 /// A presigned upload as the API hands it to the frontend.

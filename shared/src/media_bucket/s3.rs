@@ -147,6 +147,9 @@ impl MediaBucket for S3Bucket {
         if let Some(upload) = &conditions.upload_id {
             put = put.metadata(UPLOAD_ID_METADATA, upload);
         }
+        if let Some(tagging) = &conditions.tagging {
+            put = put.tagging(tagging);
+        }
         let config = PresigningConfig::builder()
             .start_time(std::time::UNIX_EPOCH + Duration::from_secs(now.unix().max(0) as u64))
             .expires_in(expires_in)

@@ -23,6 +23,8 @@ pub const SOURCE: &str = "aws.mediaconvert";
 pub const META_EXERCISE: &str = "exercise_id";
 pub const META_SCOPE: &str = "scope";
 pub const META_UPLOAD: &str = "upload_id";
+/// The stack that created the job: the EventBridge rule matches only its own stack's jobs.
+pub const META_STACK: &str = "exvid_stack";
 
 /// `detail` of a Job State Change event. Fields are optional: real events carry only the ones
 /// that belong to their status.

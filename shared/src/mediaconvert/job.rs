@@ -9,7 +9,7 @@ use crate::ladder::{self, Rung};
 use crate::media_keys;
 use crate::media_probe::Geometry;
 
-use super::event::{META_EXERCISE, META_SCOPE, META_UPLOAD};
+use super::event::{META_EXERCISE, META_SCOPE, META_STACK, META_UPLOAD};
 
 /// Frame-capture name modifier; outputs are `original_poster.0000000.jpg`.
 pub const POSTER_MODIFIER: &str = "_poster";
@@ -40,10 +40,19 @@ pub fn plan(
     upload: &UploadId,
     source: Option<Geometry>,
     client_request_token: String,
+    stack: Option<&str>,
 ) -> JobPlan {
     let geometry = source.unwrap_or(ladder::ASSUMED_SOURCE);
     let s3 = |key: String| format!("s3://{bucket}/{key}");
     let prefix = media_keys::upload_prefix(scope, exercise, upload);
+    let mut user_metadata = BTreeMap::from([
+        (META_EXERCISE.to_owned(), exercise.to_string()),
+        (META_SCOPE.to_owned(), scope.to_string()),
+        (META_UPLOAD.to_owned(), upload.to_string()),
+    ]);
+    if let Some(stack) = stack {
+        user_metadata.insert(META_STACK.to_owned(), stack.to_owned());
+    }
     JobPlan {
         input: s3(source_key.to_owned()),
         hls_destination: s3(media_keys::hls_prefix(scope, exercise, upload)),
@@ -52,11 +61,7 @@ pub fn plan(
         ladder: ladder::hls_ladder(geometry),
         mp4: ladder::mp4_rung(geometry),
         poster: ladder::poster_size(geometry),
-        user_metadata: BTreeMap::from([
-            (META_EXERCISE.to_owned(), exercise.to_string()),
-            (META_SCOPE.to_owned(), scope.to_string()),
-            (META_UPLOAD.to_owned(), upload.to_string()),
-        ]),
+        user_metadata,
         client_request_token,
         source_known: source.is_some(),
     }
@@ -79,6 +84,7 @@ mod tests {
                 height: 1920,
             }),
             "tok".into(),
+            Some("exvid-dev"),
         );
         assert_eq!(
             p.input,
@@ -100,6 +106,7 @@ mod tests {
         assert_eq!((p.mp4.width, p.mp4.height), (720, 1280));
         assert_eq!(p.user_metadata["upload_id"], "u1");
         assert_eq!(p.user_metadata["scope"], "org-a");
+        assert_eq!(p.user_metadata["exvid_stack"], "exvid-dev");
         assert!(p.source_known);
     }
 }
