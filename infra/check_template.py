@@ -27,12 +27,25 @@ PARAMETERS = {
     "JwtIssuer": "https://auth.example.com/",
     "JwtAudience": "exvid-api",
     "BunnyStreamCdnHostname": "vz-example.b-cdn.net",
-    "CloudFrontDomain": "d111.cloudfront.net",
 }
 
 # What each function may do: (actions, resource logical ids it may touch).
 LEAST_PRIVILEGE = {
     "PlaybackFunction": {"dynamodb:GetItem"},
+    "UploadIntakeFunction": {
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
+        "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:DeleteObjectVersion",
+        "s3:ListBucketVersions",
+    },
+    "TranscodeStartFunction": {
+        "dynamodb:GetItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket",
+        "mediaconvert:CreateJob", "iam:PassRole",
+        "sqs:SendMessage",  # the on-failure destination SAM wires for async invokes
+    },
+    "TranscodeCompleteFunction": {
+        "dynamodb:GetItem", "dynamodb:PutItem", "s3:DeleteObject", "s3:DeleteObjectVersion",
+        "s3:ListBucketVersions", "sqs:SendMessage",
+    },
 }
 
 failures = []
@@ -77,6 +90,43 @@ def check_sam_source(sam):
                     is_dynamic_reference(value),
                     f"{name}: {var} must come from a Secrets Manager/SSM dynamic reference",
                 )
+
+
+def check_edge_and_events(sam):
+    """The deployed CloudFront Function is the tested file; job events are this stack's only;
+    PassRole names the MediaConvert role and nothing else."""
+    with open(os.path.join(HERE, "cloudfront", "verify-token.js"), encoding="utf-8") as f:
+        tested = f.read()
+    functions = resources_of(sam, "AWS::CloudFront::Function")
+    check(len(functions) == 1, "one CloudFront Function")
+    for name, fn in functions.items():
+        code = fn["Properties"].get("FunctionCode", "")
+        check(code.strip() == tested.strip(), f"{name}: FunctionCode differs from infra/cloudfront/verify-token.js")
+        check(fn["Properties"]["FunctionConfig"].get("Runtime") == "cloudfront-js-2.0", f"{name}: cloudfront-js-2.0")
+    served = ("/hls/*", "/mp4/*", "/poster/*", "/thumbnail/*", "/instructions/*")
+    for name, policy in resources_of(sam, "AWS::S3::BucketPolicy").items():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if st.get("Effect") == "Allow" and "cloudfront" in json.dumps(st.get("Principal")):
+                for res in as_list(st.get("Resource", [])):
+                    text = res.get("Fn::Sub", json.dumps(res)) if isinstance(res, dict) else str(res)
+                    check(
+                        any(text.endswith(s) for s in served),
+                        f"{name}: CloudFront may read only output prefixes, not {text}",
+                    )
+    for name, fn in resources_of(sam, "AWS::Serverless::Function").items():
+        for event in fn["Properties"].get("Events", {}).values():
+            if event.get("Type") != "EventBridgeRule":
+                continue
+            props = event["Properties"]
+            check("DeadLetterConfig" in props and "RetryPolicy" in props, f"{name}: rule has retries and a DLQ")
+            pattern = props["Pattern"]
+            if "aws.mediaconvert" in pattern.get("source", []):
+                stack = pattern.get("detail", {}).get("userMetadata", {}).get("exvid_stack")
+                check(stack == [{"Ref": "AWS::StackName"}], f"{name}: MediaConvert rule filtered to this stack")
+        for policy in fn["Properties"].get("Policies", []):
+            for st in as_list(policy.get("Statement", [])) if isinstance(policy, dict) else []:
+                if "iam:PassRole" in as_list(st.get("Action", [])):
+                    check(st.get("Resource") == {"Fn::GetAtt": ["MediaConvertRole", "Arn"]}, f"{name}: PassRole only on MediaConvertRole")
 
 
 def check_translated(cfn):
@@ -171,6 +221,7 @@ def main():
         sam = yaml_parse(f.read())
     cfn_lint(path, "template")
     check_sam_source(sam)
+    check_edge_and_events(sam)
     # What `sam package` does before the transform: local code paths become S3 URIs.
     packaged = json.loads(json.dumps(sam))
     for fn in resources_of(packaged, "AWS::Serverless::Function").values():

@@ -10,14 +10,18 @@ TEMPLATE = os.path.join(os.path.dirname(HERE), "template.yaml")
 MUTATIONS = {
     "broader IAM": ("Action: dynamodb:GetItem", "Action: dynamodb:*"),
     "plaintext secret": (
-        '- !Sub "{{resolve:secretsmanager:${SecretName}:SecretString:cdn_token_key}}"',
-        "- plaintext-key-in-template",
+        'CDN_TOKEN_KEY: !Sub "{{resolve:secretsmanager:${SecretName}:SecretString:cdn_token_key}}"',
+        "CDN_TOKEN_KEY: plaintext-key-in-template",
     ),
     "public bucket": ("RestrictPublicBuckets: true", "RestrictPublicBuckets: false"),
     "no TLS-only policy": ('aws:SecureTransport: "false"', 'aws:SecureTransport: "true"'),
     "wrong table key": ("- AttributeName: pk\n          KeyType: HASH", "- AttributeName: id\n          KeyType: HASH"),
     "unauthenticated route": ("DefaultAuthorizer: PlatformJwt", "# no default authorizer"),
     "invalid CloudFormation": ("BillingMode: PAY_PER_REQUEST", "BillingMode: FREE"),
+    "edge function drifted from the tested file": ("var KEY_NAME = 'cdn_token_key';", "var KEY_NAME = 'other';"),
+    "MediaConvert rule sees every stack's jobs": ("exvid_stack: [!Ref AWS::StackName]", "exvid_stack: [{exists: true}]"),
+    "PassRole on any role": ("Resource: !GetAtt MediaConvertRole.Arn\n              Condition:", "Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*\"\n              Condition:"),
+    "originals served by CloudFront": ('- !Sub "${MediaBucket.Arn}/*/exercises/*/thumbnail/*"\n              - !Sub "${MediaBucket.Arn}/*/exercises/*/instructions/*"\n            Condition:', '- !Sub "${MediaBucket.Arn}/*"\n            Condition:'),
 }
 
 
