@@ -14,6 +14,11 @@ pub const BUNNY_CDN_HOST: &str = "https://vz-local.b-cdn.net";
 pub const CLOUDFRONT_HOST: &str = "https://d-local.cloudfront.net";
 
 /// The environment of a function running against moto at `aws_endpoint`.
+/// The local media bucket.
+pub const MEDIA_BUCKET: &str = "exvid-local-media";
+/// The role local MediaConvert jobs name (the stand-in does not assume it).
+pub const MEDIACONVERT_ROLE: &str = "arn:aws:iam::000000000000:role/exvid-local-mediaconvert";
+
 pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
     [
         ("TABLE_NAME", TABLE_NAME),
@@ -23,6 +28,8 @@ pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
         ("AWS_CLOUDFRONT_DOMAIN", CLOUDFRONT_HOST),
         ("CDN_TOKEN_KEY", CLOUDFRONT_TOKEN_KEY),
         ("PLAYBACK_URL_TTL_SECONDS", "3600"),
+        ("AWS_S3_BUCKET", MEDIA_BUCKET),
+        ("AWS_MEDIACONVERT_ROLE", MEDIACONVERT_ROLE),
         ("AWS_ENDPOINT_URL", aws_endpoint),
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),

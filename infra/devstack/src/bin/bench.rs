@@ -85,24 +85,30 @@ fn main() -> Result<(), String> {
     let moto = local::moto_with_records(&records)?;
     let env = local::function_environment(&moto.endpoint());
 
-    let mut subjects = vec![
-        Subject {
-            name: "bench-hello",
-            binary: release.join("bench-hello"),
-            event: b"{\"hello\":\"world\"}".to_vec(),
+    let mut subjects = vec![Subject {
+        name: "bench-hello",
+        binary: release.join("bench-hello"),
+        event: b"{\"hello\":\"world\"}".to_vec(),
+        env: env.clone(),
+        init_us: vec![],
+        rss_kib: vec![],
+    }];
+    // Each function with a fixture it answers without a provider: init is what is measured.
+    for (name, event) in [
+        ("playback", "playback-get.json"),
+        ("upload-intake", "intake-video-delete.json"),
+        ("transcode-start", "s3-object-created.json"),
+        ("transcode-complete", "mediaconvert-new-warning.json"),
+    ] {
+        subjects.push(Subject {
+            name,
+            binary: release.join(name),
+            event: fixture(event)?,
             env: env.clone(),
             init_us: vec![],
             rss_kib: vec![],
-        },
-        Subject {
-            name: "playback",
-            binary: release.join("playback"),
-            event: fixture("playback-get.json")?,
-            env,
-            init_us: vec![],
-            rss_kib: vec![],
-        },
-    ];
+        });
+    }
     for s in &subjects {
         if !s.binary.exists() {
             return Err(format!(
@@ -126,7 +132,7 @@ fn main() -> Result<(), String> {
     let baseline = median(&subjects[0].init_us);
     println!("exvid bench: {rounds} interleaved rounds, release profile, init = exec to first GET /runtime/invocation/next");
     println!(
-        "{:<12} {:>9} {:>22} {:>11} {:>13}",
+        "{:<19} {:>9} {:>22} {:>11} {:>13}",
         "function", "size MB", "init µs median (min-max)", "init ratio", "peak RSS MB"
     );
     let mut report = Vec::new();
@@ -136,7 +142,7 @@ fn main() -> Result<(), String> {
         let ratio = med / baseline;
         let rss_mb = s.rss_kib.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
         println!(
-            "{:<12} {:>9.2} {:>22} {:>11.2} {:>13.1}",
+            "{:<19} {:>9.2} {:>22} {:>11.2} {:>13.1}",
             s.name,
             size_mb,
             format!(
