@@ -220,11 +220,13 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         }
         let token = s3_event::request_token(object, upload_id.as_str());
         let plan = job::plan(
-            &self.config.bucket,
-            key,
-            &video.scope,
-            &video.exercise_id,
-            &upload_id,
+            job::JobSource {
+                bucket: &self.config.bucket,
+                key,
+                scope: &video.scope,
+                exercise: &video.exercise_id,
+                upload: &upload_id,
+            },
             geometry,
             token,
             self.config.stack.as_deref(),

@@ -31,17 +31,30 @@ pub struct JobPlan {
     pub source_known: bool,
 }
 
+/// Which original a job transcodes, and for which upload.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSource<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub scope: &'a Scope,
+    pub exercise: &'a ExerciseId,
+    pub upload: &'a UploadId,
+}
+
 /// The job for one upload's original.
 pub fn plan(
-    bucket: &str,
-    source_key: &str,
-    scope: &Scope,
-    exercise: &ExerciseId,
-    upload: &UploadId,
+    src: JobSource<'_>,
     source: Option<Geometry>,
     client_request_token: String,
     stack: Option<&str>,
 ) -> JobPlan {
+    let JobSource {
+        bucket,
+        key: source_key,
+        scope,
+        exercise,
+        upload,
+    } = src;
     let geometry = source.unwrap_or(ladder::ASSUMED_SOURCE);
     let s3 = |key: String| format!("s3://{bucket}/{key}");
     let prefix = media_keys::upload_prefix(scope, exercise, upload);
@@ -74,11 +87,13 @@ mod tests {
     #[test]
     fn plan_writes_under_the_upload_prefix_and_tags_the_job() {
         let p = plan(
-            "media",
-            "org-a/exercises/ex-1/video/original.mov",
-            &Scope::parse("org-a").unwrap(),
-            &ExerciseId::parse("ex-1").unwrap(),
-            &UploadId::parse("u1").unwrap(),
+            JobSource {
+                bucket: "media",
+                key: "org-a/exercises/ex-1/video/original.mov",
+                scope: &Scope::parse("org-a").unwrap(),
+                exercise: &ExerciseId::parse("ex-1").unwrap(),
+                upload: &UploadId::parse("u1").unwrap(),
+            },
             Some(Geometry {
                 width: 1080,
                 height: 1920,
