@@ -167,15 +167,8 @@ pub struct OriginalKey {
 /// Recognises `{scope}/exercises/{id}/video/original.{ext}`; anything else (outputs, hostile
 /// keys, other files) is `None`.
 pub fn parse_original_key(key: &str) -> Option<OriginalKey> {
-    let mut parts = key.split('/');
-    let scope = Scope::parse(parts.next()?).ok()?;
-    (parts.next()? == "exercises").then_some(())?;
-    let exercise_id = ExerciseId::parse(parts.next()?).ok()?;
-    (parts.next()? == "video").then_some(())?;
-    let file = parts.next()?;
-    if parts.next().is_some() {
-        return None;
-    }
+    let (scope, exercise_id, rest) = split_exercise_key(key)?;
+    let file = rest.strip_prefix("video/").filter(|f| !f.contains('/'))?;
     let ext = file.strip_prefix(OUTPUT_BASE)?.strip_prefix('.')?;
     let container = VideoContainer::from_extension(ext)?;
     Some(OriginalKey {
@@ -194,12 +187,17 @@ pub struct PosterKey {
 
 /// Recognises `{scope}/exercises/{id}/thumbnail/poster.jpg` (the uploaded poster's key).
 pub fn parse_poster_key(key: &str) -> Option<PosterKey> {
-    let mut parts = key.split('/');
+    let (scope, exercise_id, rest) = split_exercise_key(key)?;
+    (rest == "thumbnail/poster.jpg").then_some(PosterKey { scope, exercise_id })
+}
+
+/// `{scope}/exercises/{id}/{rest}` with both ids valid.
+fn split_exercise_key(key: &str) -> Option<(Scope, ExerciseId, &str)> {
+    let mut parts = key.splitn(4, '/');
     let scope = Scope::parse(parts.next()?).ok()?;
     (parts.next()? == "exercises").then_some(())?;
     let exercise_id = ExerciseId::parse(parts.next()?).ok()?;
-    let rest: Vec<&str> = parts.collect();
-    (rest == ["thumbnail", "poster.jpg"]).then_some(PosterKey { scope, exercise_id })
+    Some((scope, exercise_id, parts.next()?))
 }
 
 /// True for a path (CDN path or key) that names an uploaded original: never served.
