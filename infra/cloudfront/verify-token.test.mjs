@@ -101,7 +101,8 @@ test('fails closed without a key in the KeyValueStore', async () => {
 });
 
 test('agrees with the Rust verifier on every Rust-minted case', async () => {
-  const file = process.env.EXVID_CF_CASES || path.join(root, 'target/tmp/cloudfront-cases.json');
+  const target = process.env.CARGO_TARGET_DIR ? path.resolve(root, process.env.CARGO_TARGET_DIR) : path.join(root, 'target');
+  const file = process.env.EXVID_CF_CASES || path.join(target, 'tmp/cloudfront-cases.json');
   assert.ok(fs.existsSync(file), `${file} is missing: run the cargo tests first (make test does)`);
   const doc = JSON.parse(fs.readFileSync(file, 'utf8'));
   assert.ok(doc.cases.length >= 10);
