@@ -260,3 +260,14 @@ pub fn synthetic_mp4(width: u32, height: u32, rotated: bool, payload: usize) -> 
     let ftyp = bx(b"ftyp", b"isom\0\0\x02\0isomiso2avc1mp41");
     [ftyp, moov, bx(b"mdat", &vec![0x55; payload])].concat()
 }
+
+/// A handler's answer body as JSON (`null` when empty); panics on a body that is not JSON.
+pub fn response_json(r: &lambda_http::Response<lambda_http::Body>) -> Value {
+    use lambda_http::Body;
+    let bytes: &[u8] = match r.body() {
+        Body::Binary(b) => b,
+        Body::Text(t) => t.as_bytes(),
+        _ => b"null",
+    };
+    serde_json::from_slice(bytes).expect("JSON body")
+}

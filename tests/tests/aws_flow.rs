@@ -17,7 +17,6 @@ use exvid_shared::store::{Consistency, VideoStore};
 use exvid_shared::video::ExerciseVideo;
 use exvid_tests::fake_mediaconvert::FakeMediaConvert;
 use exvid_tests::{event_json, fresh_bucket, fresh_store, http1, moto, mutations, synthetic_mp4};
-use lambda_http::{Body, Response};
 use playback::{Cdns, Playback, PlaybackConfig};
 use serde_json::{json, Value};
 use transcode_complete::{CompleteConfig, TranscodeComplete};
@@ -137,14 +136,7 @@ fn api(fixture: &str, exercise: &str, claims: Value, body: Option<Value>) -> lam
     lambda_http::request::from_str(&e.to_string()).expect("valid API Gateway v2 event")
 }
 
-fn json_body(r: &Response<Body>) -> Value {
-    let bytes: &[u8] = match r.body() {
-        Body::Binary(b) => b,
-        Body::Text(t) => t.as_bytes(),
-        _ => b"null",
-    };
-    serde_json::from_slice(bytes).unwrap_or(Value::Null)
-}
+use exvid_tests::response_json as json_body;
 
 fn video_request(size: usize) -> Value {
     json!({"filename": "Knee bend.mp4", "content_type": "video/mp4", "size_bytes": size})

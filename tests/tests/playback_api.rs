@@ -71,15 +71,7 @@ fn with_claims(claims: Value) -> impl FnOnce(&mut Value) {
     move |e| e["requestContext"]["authorizer"]["jwt"]["claims"] = claims
 }
 
-fn body(r: &Response<Body>) -> Value {
-    let bytes: &[u8] = match r.body() {
-        Body::Binary(b) => b,
-        Body::Text(t) => t.as_bytes(),
-        Body::Empty => b"null",
-        _ => b"null",
-    };
-    serde_json::from_slice(bytes).expect("JSON body")
-}
+use exvid_tests::response_json as body;
 
 fn assert_problem(r: &Response<Body>, status: u16, slug: &str) {
     assert_eq!(r.status(), status, "{:?}", body(r));

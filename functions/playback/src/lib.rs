@@ -95,6 +95,18 @@ pub struct PlaybackView {
     pub expires_at: Option<String>,
 }
 
+/// A query-form signed URL of a single file (poster, MP4).
+fn signed_file(cdn: &Cdn, path: &str, expires: i64) -> String {
+    signed_url(
+        &cdn.key,
+        &cdn.base_url,
+        path,
+        expires,
+        &TokenOptions::default(),
+        UrlForm::Query,
+    )
+}
+
 /// Signed URLs of one rendition.
 struct SignedRendition {
     hls: String,
@@ -102,12 +114,14 @@ struct SignedRendition {
     downloads: Vec<Download>,
 }
 
+/// `poster`: an uploaded poster already signed, which replaces the rendition's own.
 fn sign_rendition(
     rendition: &Rendition,
     scope: &Scope,
     exercise: &ExerciseId,
     cdn: &Cdn,
     expires: i64,
+    poster: Option<String>,
 ) -> SignedRendition {
     let directory = media_keys::directory_of(&rendition.hls_path);
     let hls = signed_url(
@@ -121,22 +135,13 @@ fn sign_rendition(
         },
         UrlForm::Directory,
     );
-    let file = |path: &str| {
-        signed_url(
-            &cdn.key,
-            &cdn.base_url,
-            path,
-            expires,
-            &TokenOptions::default(),
-            UrlForm::Query,
-        )
-    };
+    let file = |path: &str| signed_file(cdn, path, expires);
     let mut heights = rendition.mp4_heights.clone();
     heights.sort_unstable_by(|a, b| b.cmp(a));
     heights.dedup();
     SignedRendition {
         hls,
-        thumbnail: rendition.thumbnail_path.as_deref().map(file),
+        thumbnail: poster.or_else(|| rendition.thumbnail_path.as_deref().map(file)),
         downloads: heights
             .into_iter()
             .map(|height| Download {
@@ -158,6 +163,11 @@ pub fn view(
 ) -> Result<PlaybackView, ApiError> {
     let status = video.status();
     let expires_at = now.plus_seconds(ttl_seconds);
+    // An uploaded poster wins; it lives on the CloudFront distribution (the media bucket).
+    let uploaded_poster = match (&video.uploaded_thumbnail, &cdns.cloudfront) {
+        (Some(path), Some(cdn)) => Some(signed_file(cdn, path, expires_at.unix())),
+        _ => None,
+    };
     let signed = match &video.current {
         Some(r) => {
             let cdn = cdns
@@ -169,6 +179,7 @@ pub fn view(
                 &video.exercise_id,
                 cdn,
                 expires_at.unix(),
+                uploaded_poster.clone(),
             ))
         }
         None => None,
@@ -180,21 +191,10 @@ pub fn view(
         _ => None,
     };
     let current = video.current.as_ref();
-    let (url, mut thumbnail, downloads) = match signed {
+    let (url, thumbnail, downloads) = match signed {
         Some(s) => (Some(s.hls), s.thumbnail, s.downloads),
-        None => (None, None, Vec::new()),
+        None => (None, uploaded_poster, Vec::new()),
     };
-    // An uploaded poster wins; it lives on the CloudFront distribution (the media bucket).
-    if let (Some(path), Some(cdn)) = (&video.uploaded_thumbnail, &cdns.cloudfront) {
-        thumbnail = Some(signed_url(
-            &cdn.key,
-            &cdn.base_url,
-            path,
-            expires_at.unix(),
-            &TokenOptions::default(),
-            UrlForm::Query,
-        ));
-    }
     Ok(PlaybackView {
         exercise_id: video.exercise_id.to_string(),
         video_status: status,
