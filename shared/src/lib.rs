@@ -4,6 +4,7 @@
 //! clients it uses.
 
 pub mod auth;
+pub mod bunny;
 pub mod clock;
 pub mod config;
 pub mod ids;

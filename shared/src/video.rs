@@ -143,6 +143,11 @@ pub struct ExerciseVideo {
     /// CDN path of a poster an admin uploaded: shown instead of any generated one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploaded_thumbnail: Option<String>,
+    /// Bunny videos a newer upload replaced whose deletion at Bunny is not confirmed yet. Their
+    /// pointers stay until it is, so late webhooks for them still resolve (and are ignored);
+    /// handlers with a Bunny client delete them and drop them at their next write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_bunny_videos: Vec<BunnyGuid>,
     /// Optimistic concurrency: every stored change increments it; writes expect the old value.
     pub version: u64,
     pub created_at: Timestamp,
@@ -183,6 +188,7 @@ impl ExerciseVideo {
             current: None,
             pending: None,
             uploaded_thumbnail: None,
+            retired_bunny_videos: Vec::new(),
             version: 0,
             created_at: now,
             updated_at: now,
@@ -267,6 +273,9 @@ impl ExerciseVideo {
             return Err(Ignored::AlreadyCurrent(upload.upload_id));
         }
         let replaced = self.pending.replace(upload);
+        if let Some(guid) = replaced.as_ref().and_then(|p| p.bunny_guid.clone()) {
+            self.retire_bunny_video(guid);
+        }
         self.touch(now);
         Ok(replaced)
     }
@@ -316,9 +325,61 @@ impl ExerciseVideo {
         let pending = self.pending_for(upload_id, job_id)?;
         pending.status.transition(UploadStatus::Ready)?;
         self.pending = None;
+        let kept = rendition.bunny_guid.clone();
         let replaced = self.current.replace(rendition);
+        if let Some(guid) = replaced.as_ref().and_then(|r| r.bunny_guid.clone()) {
+            if Some(&guid) != kept.as_ref() {
+                self.retire_bunny_video(guid);
+            }
+        }
         self.touch(now);
         Ok(replaced)
+    }
+
+    /// The final facts of the rendition that already plays (Bunny: "finished" after the first
+    /// "resolution finished"). Only for the same upload; equal facts change nothing.
+    pub fn refine_current(
+        &mut self,
+        upload_id: &UploadId,
+        rendition: Rendition,
+        now: Timestamp,
+    ) -> Result<(), Ignored> {
+        match &mut self.current {
+            Some(c) if &c.upload_id == upload_id && c.provider == rendition.provider => {
+                if *c == rendition {
+                    return Err(Ignored::Unchanged);
+                }
+                *c = rendition;
+                self.touch(now);
+                Ok(())
+            }
+            _ => Err(Ignored::StaleUpload {
+                event: upload_id.clone(),
+                pending: self.pending.as_ref().map(|p| p.upload_id.clone()),
+            }),
+        }
+    }
+
+    fn retire_bunny_video(&mut self, guid: BunnyGuid) {
+        if !self.retired_bunny_videos.contains(&guid) {
+            self.retired_bunny_videos.push(guid);
+        }
+    }
+
+    /// Every Bunny video this record knows: the playing one, the pending one, retired ones.
+    pub fn bunny_videos(&self) -> Vec<BunnyGuid> {
+        let mut all: Vec<BunnyGuid> = self
+            .current
+            .iter()
+            .filter_map(|c| c.bunny_guid.clone())
+            .chain(self.pending.iter().filter_map(|p| p.bunny_guid.clone()))
+            .collect();
+        for g in &self.retired_bunny_videos {
+            if !all.contains(g) {
+                all.push(g.clone());
+            }
+        }
+        all
     }
 
     /// An admin's poster landed in the bucket at `path`; it wins over generated posters.
@@ -592,6 +653,59 @@ mod tests {
         // The PROGRESSING that arrives afterwards is a no-op.
         assert!(v.mark_processing(&uid("u1"), Some(0), None, t(2)).is_err());
         assert_eq!(v.status(), Some(UploadStatus::Ready));
+    }
+
+    fn bunny(upload: &str, guid: &str) -> Rendition {
+        Rendition {
+            bunny_guid: Some(BunnyGuid::parse(guid).unwrap()),
+            ..rendition(upload)
+        }
+    }
+
+    #[test]
+    fn replaced_bunny_videos_are_retired_once() {
+        let mut v = started("u1");
+        v.complete(&uid("u1"), None, bunny("u1", "g1"), t(1))
+            .unwrap();
+        let mut p2 = PendingUpload::awaiting(uid("u2"), Provider::BunnyStream, t(2));
+        p2.bunny_guid = Some(BunnyGuid::parse("g2").unwrap());
+        v.begin_upload(&Scope::Global, p2, t(2)).unwrap();
+        // A newer upload abandons u2's video before it played.
+        let mut p3 = PendingUpload::awaiting(uid("u3"), Provider::BunnyStream, t(3));
+        p3.bunny_guid = Some(BunnyGuid::parse("g3").unwrap());
+        v.begin_upload(&Scope::Global, p3, t(3)).unwrap();
+        assert_eq!(
+            v.retired_bunny_videos,
+            vec![BunnyGuid::parse("g2").unwrap()]
+        );
+        v.complete(&uid("u3"), None, bunny("u3", "g3"), t(4))
+            .unwrap();
+        let names: Vec<&str> = v.retired_bunny_videos.iter().map(|g| g.as_str()).collect();
+        assert_eq!(names, ["g2", "g1"]);
+        let all: Vec<String> = v.bunny_videos().iter().map(|g| g.to_string()).collect();
+        assert_eq!(all, ["g3", "g2", "g1"]);
+    }
+
+    #[test]
+    fn refining_the_current_rendition_only_changes_its_facts() {
+        let mut v = started("u1");
+        v.complete(&uid("u1"), None, bunny("u1", "g1"), t(1))
+            .unwrap();
+        let before = v.clone();
+        assert_eq!(
+            v.refine_current(&uid("u1"), bunny("u1", "g1"), t(2)),
+            Err(Ignored::Unchanged)
+        );
+        assert!(v
+            .refine_current(&uid("u0"), bunny("u0", "g0"), t(2))
+            .is_err());
+        assert_eq!(v, before);
+        let mut finished = bunny("u1", "g1");
+        finished.mp4_heights = vec![360, 720];
+        v.refine_current(&uid("u1"), finished.clone(), t(3))
+            .unwrap();
+        assert_eq!(v.current, Some(finished));
+        assert_eq!(v.version, before.version + 1);
     }
 
     #[test]

@@ -70,6 +70,24 @@ fn returned_record(item: Option<&Item>) -> Option<Box<ExerciseVideo>> {
         .map(Box::new)
 }
 
+/// A transaction whose first item (the record) failed its condition is a conflict carrying the
+/// record as it is now; anything else is an outage.
+fn record_transaction_error<R: std::fmt::Debug>(
+    err: &SdkError<TransactWriteItemsError, R>,
+) -> StoreError {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e))
+            if e.cancellation_reasons().first().and_then(|r| r.code())
+                == Some("ConditionalCheckFailed") =>
+        {
+            StoreError::Conflict {
+                current: returned_record(e.cancellation_reasons()[0].item()),
+            }
+        }
+        _ => unavailable(err),
+    }
+}
+
 /// Condition expression, names and values for `expect`.
 struct Condition {
     expression: String,
@@ -197,15 +215,10 @@ impl DynamoStore {
         }
     }
 
-    async fn put_with_pointer(
-        &self,
-        video: &ExerciseVideo,
-        expect: &Expect,
-        pointer: &BunnyPointer,
-    ) -> Result<(), StoreError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+    /// The record's conditional put, with or without the old record returned on failure.
+    fn record_put(&self, video: &ExerciseVideo, expect: &Expect) -> Result<Put, StoreError> {
         let (item, cond) = self.put_request(video, expect)?;
-        let record = Put::builder()
+        Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(cond.expression)
@@ -213,7 +226,17 @@ impl DynamoStore {
             .set_expression_attribute_values((!cond.values.is_empty()).then_some(cond.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(build)?;
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    async fn put_with_pointer(
+        &self,
+        video: &ExerciseVideo,
+        expect: &Expect,
+        pointer: &BunnyPointer,
+    ) -> Result<(), StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let record = self.record_put(video, expect)?;
         let pointer_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item(pointer, bunny_key(&pointer.guid))?))
@@ -277,6 +300,37 @@ impl VideoStore for DynamoStore {
         }
     }
 
+    async fn put_releasing(
+        &self,
+        video: &ExerciseVideo,
+        expect: &Expect,
+        released: &[BunnyGuid],
+    ) -> Result<(), StoreError> {
+        if released.is_empty() {
+            return self.put_alone(video, expect).await;
+        }
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
+        let mut request = self.client.transact_write_items().transact_items(
+            TransactWriteItem::builder()
+                .put(self.record_put(video, expect)?)
+                .build(),
+        );
+        // A transaction holds at most 100 items; the rest are released by a later write.
+        for guid in released.iter().take(50) {
+            let d = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(bunny_key(guid))))
+                .build()
+                .map_err(build)?;
+            request = request.transact_items(TransactWriteItem::builder().delete(d).build());
+        }
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| record_transaction_error(&err))
+    }
+
     async fn bunny_pointer(&self, guid: &BunnyGuid) -> Result<Option<BunnyPointer>, StoreError> {
         self.get_item(bunny_key(guid), false)
             .await?
@@ -313,20 +367,11 @@ impl VideoStore for DynamoStore {
                 .map_err(build)?;
             request = request.transact_items(TransactWriteItem::builder().delete(d).build());
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(err) => match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e))
-                    if e.cancellation_reasons().first().and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed") =>
-                {
-                    Err(StoreError::Conflict {
-                        current: returned_record(e.cancellation_reasons()[0].item()),
-                    })
-                }
-                _ => Err(unavailable(&err)),
-            },
-        }
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| record_transaction_error(&err))
     }
 }
 

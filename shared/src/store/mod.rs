@@ -78,6 +78,15 @@ pub trait VideoStore: Send + Sync {
         pointer: Option<&BunnyPointer>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Writes `video` if `expect` holds and deletes the `released` pointer items in the same
+    /// transaction (Bunny videos confirmed deleted). With nothing released it is a plain put.
+    fn put_releasing(
+        &self,
+        video: &ExerciseVideo,
+        expect: &Expect,
+        released: &[BunnyGuid],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     fn bunny_pointer(
         &self,
         guid: &BunnyGuid,
@@ -115,13 +124,31 @@ pub async fn update<S, T, F>(
     store: &S,
     id: &ExerciseId,
     upload: Option<&UploadId>,
+    change: F,
+) -> Result<Outcome<T>, StoreError>
+where
+    S: VideoStore + ?Sized,
+    F: FnMut(&mut ExerciseVideo) -> Result<T, Ignored>,
+{
+    let latest = store.get(id, Consistency::Strong).await?;
+    update_from(store, id, upload, latest, &[], change).await
+}
+
+/// [`update`] starting from a record the caller already read (strongly), so a handler that had
+/// to look at the record first does not read it twice. Bunny videos in `released` (confirmed
+/// deleted) leave the record's retired list, and their pointers go in the same write.
+pub async fn update_from<S, T, F>(
+    store: &S,
+    id: &ExerciseId,
+    upload: Option<&UploadId>,
+    mut latest: Option<ExerciseVideo>,
+    released: &[BunnyGuid],
     mut change: F,
 ) -> Result<Outcome<T>, StoreError>
 where
     S: VideoStore + ?Sized,
     F: FnMut(&mut ExerciseVideo) -> Result<T, Ignored>,
 {
-    let mut latest = store.get(id, Consistency::Strong).await?;
     for _ in 0..UPDATE_ATTEMPTS {
         let Some(stored) = latest else {
             return Ok(Outcome::Ignored(Ignored::NoRecord));
@@ -131,11 +158,17 @@ where
             Ok(value) => value,
             Err(ignored) => return Ok(Outcome::Ignored(ignored)),
         };
+        let released: Vec<BunnyGuid> = released
+            .iter()
+            .filter(|g| next.retired_bunny_videos.contains(g))
+            .cloned()
+            .collect();
+        next.retired_bunny_videos.retain(|g| !released.contains(g));
         let expect = Expect::Version {
             version: stored.version,
             upload_id: upload.cloned(),
         };
-        match store.put(&next, &expect, None).await {
+        match store.put_releasing(&next, &expect, &released).await {
             Ok(()) => {
                 return Ok(Outcome::Applied {
                     video: Box::new(next),

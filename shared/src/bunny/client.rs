@@ -1,0 +1,480 @@
+//! The Bunny Stream API over HTTPS: create, get and delete a video.
+//!
+//! One reqwest client (rustls with ring, Mozilla's roots as compiled-in trust anchors, so
+//! building it parses nothing) is built at init and reused. Every call checks the HTTP status
+//! *and* a `success: false` body; 429, 5xx, connect errors and timeouts are retried with capped
+//! exponential backoff and full jitter a bounded number of times, 4xx never. Creating a video is
+//! not idempotent, so a create that timed out after sending is not retried (it may have
+//! succeeded; retrying would leave an orphan).
+
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::tus::{TusMetadata, TusUpload};
+use super::video::VideoObject;
+use crate::config::{ConfigError, Env};
+use crate::ids::BunnyGuid;
+
+/// How failed calls are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Backoff before the first retry (doubled each time, then capped).
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: uniformly in `[0, min(cap, base * 2^retry)]`.
+    fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
+            .min(self.cap);
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        ceiling.mul_f64((random % 10_001) as f64 / 10_000.0)
+    }
+}
+
+/// Where and how to reach one Bunny library.
+#[derive(Clone)]
+pub struct BunnyConfig {
+    pub base_url: String,
+    pub library_id: u64,
+    pub api_key: String,
+    /// Per-request timeout (connect included).
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for BunnyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BunnyConfig")
+            .field("base_url", &self.base_url)
+            .field("library_id", &self.library_id)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BunnyConfig {
+    /// `BUNNY_STREAM_LIBRARY_ID`, `BUNNY_STREAM_API_KEY`, `BUNNY_API_BASE_URL` (default Bunny's),
+    /// `BUNNY_API_TIMEOUT_MS` (default 5000). `None` when neither library nor key is set.
+    pub fn from_env(env: &Env<'_>) -> Result<Option<Self>, ConfigError> {
+        let library = env.optional("BUNNY_STREAM_LIBRARY_ID");
+        let key = env.optional("BUNNY_STREAM_API_KEY");
+        let (library, api_key) = match (library, key) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => return Err(ConfigError::Missing("BUNNY_STREAM_API_KEY")),
+            (None, Some(_)) => return Err(ConfigError::Missing("BUNNY_STREAM_LIBRARY_ID")),
+            (Some(l), Some(k)) => (l, k),
+        };
+        let library_id = library.parse().map_err(|_| ConfigError::Invalid {
+            name: "BUNNY_STREAM_LIBRARY_ID",
+            reason: "expected the numeric library id".into(),
+        })?;
+        let base_url = env
+            .optional("BUNNY_API_BASE_URL")
+            .unwrap_or_else(|| super::DEFAULT_API_BASE_URL.to_owned());
+        let base_url =
+            crate::config::cdn_base_url(&base_url).map_err(|reason| ConfigError::Invalid {
+                name: "BUNNY_API_BASE_URL",
+                reason,
+            })?;
+        let timeout_ms: u64 = env.parsed_or("BUNNY_API_TIMEOUT_MS", 5000)?;
+        if !(100..=30_000).contains(&timeout_ms) {
+            return Err(ConfigError::Invalid {
+                name: "BUNNY_API_TIMEOUT_MS",
+                reason: "must be between 100 and 30000".into(),
+            });
+        }
+        Ok(Some(BunnyConfig {
+            base_url,
+            library_id,
+            api_key,
+            timeout: Duration::from_millis(timeout_ms),
+            retry: RetryPolicy::default(),
+        }))
+    }
+
+    /// Bunny's TUS endpoint for this API base (`https://video.bunnycdn.com/tusupload`).
+    pub fn tus_endpoint(&self) -> String {
+        format!("{}/tusupload", self.base_url)
+    }
+}
+
+/// Why a Bunny call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BunnyError {
+    /// Bunny refused the request (4xx, or a `success: false` body); retrying will not help.
+    #[error("Bunny refused {operation}: HTTP {status}: {message}")]
+    Rejected {
+        operation: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// The video does not exist (any more).
+    #[error("Bunny video not found")]
+    NotFound,
+    /// Bunny could not be reached or kept failing; retrying later may help.
+    #[error("Bunny unavailable for {operation} after {attempts} attempts: {reason}")]
+    Unavailable {
+        operation: &'static str,
+        attempts: u32,
+        reason: String,
+    },
+    /// A 2xx answer that is not what the API documents.
+    #[error("unexpected Bunny answer to {operation}: {reason}")]
+    Malformed {
+        operation: &'static str,
+        reason: String,
+    },
+}
+
+/// Whether a delete removed something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Removed,
+    AlreadyGone,
+}
+
+/// The Bunny calls the handlers make; a trait so tests can count and fault them.
+pub trait BunnyApi: Send + Sync {
+    fn library_id(&self) -> u64;
+
+    fn create_video(
+        &self,
+        title: &str,
+    ) -> impl Future<Output = Result<VideoObject, BunnyError>> + Send;
+
+    fn get_video(
+        &self,
+        guid: &BunnyGuid,
+    ) -> impl Future<Output = Result<VideoObject, BunnyError>> + Send;
+
+    /// Deleting a video that is gone succeeds ([`Deleted::AlreadyGone`]).
+    fn delete_video(
+        &self,
+        guid: &BunnyGuid,
+    ) -> impl Future<Output = Result<Deleted, BunnyError>> + Send;
+
+    /// The TUS description for uploading `guid`'s bytes until `expire_unix`.
+    fn tus_upload(&self, guid: &BunnyGuid, expire_unix: i64, metadata: TusMetadata) -> TusUpload;
+}
+
+/// The reqwest-backed client.
+#[derive(Clone)]
+pub struct BunnyClient {
+    http: reqwest::Client,
+    config: Arc<BunnyConfig>,
+}
+
+/// Bunny's generic result body.
+#[derive(Deserialize)]
+struct ResultBody {
+    success: Option<bool>,
+    message: Option<String>,
+}
+
+/// One attempt's failure, before the retry decision.
+enum Attempt {
+    Retry(String),
+    Fail(BunnyError),
+}
+
+impl BunnyClient {
+    pub fn new(config: BunnyConfig) -> Result<Self, BunnyError> {
+        let setup = |reason: String| BunnyError::Unavailable {
+            operation: "client setup",
+            attempts: 0,
+            reason,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .user_agent(concat!("exvid/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| setup(e.to_string()))?;
+        Ok(BunnyClient {
+            http,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn config(&self) -> &BunnyConfig {
+        &self.config
+    }
+
+    fn video_url(&self, guid: Option<&BunnyGuid>) -> String {
+        let base = format!(
+            "{}/library/{}/videos",
+            self.config.base_url, self.config.library_id
+        );
+        match guid {
+            Some(g) => format!("{base}/{g}"),
+            None => base,
+        }
+    }
+
+    /// One call with the retry policy; the 2xx body's bytes.
+    async fn call(
+        &self,
+        operation: &'static str,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, BunnyError> {
+        let policy = self.config.retry;
+        let idempotent = method != Method::POST;
+        let mut last = String::new();
+        for attempt in 1..=policy.attempts.max(1) {
+            if attempt > 1 {
+                tokio::time::sleep(policy.backoff(attempt - 2)).await;
+            }
+            match self
+                .attempt(operation, &method, url, body.clone(), idempotent)
+                .await
+            {
+                Ok(bytes) => return Ok(bytes),
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Retry(reason)) => {
+                    tracing::warn!(operation, attempt, %reason, "Bunny call failed; may retry");
+                    last = reason;
+                }
+            }
+        }
+        Err(BunnyError::Unavailable {
+            operation,
+            attempts: policy.attempts.max(1),
+            reason: last,
+        })
+    }
+
+    async fn attempt(
+        &self,
+        operation: &'static str,
+        method: &Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        idempotent: bool,
+    ) -> Result<Vec<u8>, Attempt> {
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header("AccessKey", &self.config.api_key)
+            .header("Accept", "application/json");
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            // Not sent at all: always safe to retry.
+            Err(e) if e.is_connect() => return Err(Attempt::Retry(format!("connect: {e}"))),
+            Err(e) if idempotent => return Err(Attempt::Retry(without_url(e))),
+            Err(e) => {
+                return Err(Attempt::Fail(BunnyError::Unavailable {
+                    operation,
+                    attempts: 1,
+                    reason: format!(
+                        "{} (not retried: the request may have been applied)",
+                        without_url(e)
+                    ),
+                }))
+            }
+        };
+        let status = response.status();
+        let bytes = match response.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) if idempotent || !status.is_success() => {
+                return Err(Attempt::Retry(without_url(e)))
+            }
+            Err(e) => {
+                return Err(Attempt::Fail(BunnyError::Unavailable {
+                    operation,
+                    attempts: 1,
+                    reason: without_url(e),
+                }))
+            }
+        };
+        let result: Option<ResultBody> = serde_json::from_slice(&bytes).ok();
+        let message = || {
+            result
+                .as_ref()
+                .and_then(|r| r.message.clone())
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect())
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(Attempt::Retry(format!("HTTP {}", status.as_u16())));
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Err(Attempt::Fail(BunnyError::NotFound));
+        }
+        if !status.is_success() || result.as_ref().and_then(|r| r.success) == Some(false) {
+            return Err(Attempt::Fail(BunnyError::Rejected {
+                operation,
+                status: status.as_u16(),
+                message: message(),
+            }));
+        }
+        Ok(bytes)
+    }
+
+    fn video(operation: &'static str, bytes: &[u8]) -> Result<VideoObject, BunnyError> {
+        serde_json::from_slice(bytes).map_err(|e| BunnyError::Malformed {
+            operation,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// reqwest's error text without the URL (it carries the library id; keep logs tidy).
+fn without_url(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    format!("{kind}: {}", e.without_url())
+}
+
+impl BunnyApi for BunnyClient {
+    fn library_id(&self) -> u64 {
+        self.config.library_id
+    }
+
+    async fn create_video(&self, title: &str) -> Result<VideoObject, BunnyError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "title": title })).map_err(|e| {
+            BunnyError::Malformed {
+                operation: "create video",
+                reason: e.to_string(),
+            }
+        })?;
+        let bytes = self
+            .call(
+                "create video",
+                Method::POST,
+                &self.video_url(None),
+                Some(body),
+            )
+            .await?;
+        Self::video("create video", &bytes)
+    }
+
+    async fn get_video(&self, guid: &BunnyGuid) -> Result<VideoObject, BunnyError> {
+        let bytes = self
+            .call("get video", Method::GET, &self.video_url(Some(guid)), None)
+            .await?;
+        Self::video("get video", &bytes)
+    }
+
+    async fn delete_video(&self, guid: &BunnyGuid) -> Result<Deleted, BunnyError> {
+        match self
+            .call(
+                "delete video",
+                Method::DELETE,
+                &self.video_url(Some(guid)),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(Deleted::Removed),
+            Err(BunnyError::NotFound) => Ok(Deleted::AlreadyGone),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn tus_upload(&self, guid: &BunnyGuid, expire_unix: i64, metadata: TusMetadata) -> TusUpload {
+        TusUpload::new(
+            self.config.tus_endpoint(),
+            self.config.library_id,
+            &self.config.api_key,
+            guid,
+            expire_unix,
+            metadata,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let p = RetryPolicy {
+            attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(350),
+        };
+        for retry in 0..40 {
+            let d = p.backoff(retry);
+            assert!(
+                d <= Duration::from_millis(100 << retry.min(2)).min(p.cap),
+                "{d:?}"
+            );
+        }
+        let distinct: std::collections::HashSet<_> = (0..20).map(|_| p.backoff(3)).collect();
+        assert!(distinct.len() > 1, "jitter varies");
+    }
+
+    #[test]
+    fn config_pairs_and_secrets() {
+        let vars: HashMap<&str, &str> = HashMap::from([
+            ("BUNNY_STREAM_LIBRARY_ID", "133"),
+            ("BUNNY_STREAM_API_KEY", "very-secret-key"),
+        ]);
+        let env = Env::from_fn(|n| vars.get(n).map(|v| v.to_string()));
+        let c = BunnyConfig::from_env(&env).unwrap().unwrap();
+        assert_eq!(c.base_url, "https://video.bunnycdn.com");
+        assert_eq!(c.tus_endpoint(), "https://video.bunnycdn.com/tusupload");
+        assert!(!format!("{c:?}").contains("very-secret-key"));
+        let vars: HashMap<&str, &str> = HashMap::from([("BUNNY_STREAM_LIBRARY_ID", "abc")]);
+        let env = Env::from_fn(|n| vars.get(n).map(|v| v.to_string()));
+        assert_eq!(
+            BunnyConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("BUNNY_STREAM_API_KEY")
+        );
+        let vars: HashMap<&str, &str> = HashMap::from([
+            ("BUNNY_STREAM_LIBRARY_ID", "abc"),
+            ("BUNNY_STREAM_API_KEY", "k"),
+        ]);
+        let env = Env::from_fn(|n| vars.get(n).map(|v| v.to_string()));
+        assert!(BunnyConfig::from_env(&env).is_err());
+        let none = Env::from_fn(|_| None);
+        assert!(BunnyConfig::from_env(&none).unwrap().is_none());
+    }
+}

@@ -1,0 +1,18 @@
+//! Bunny Stream: the default provider. The client uploads straight to Bunny with TUS, Bunny
+//! transcodes and calls our webhook, and its pull zone serves the HLS ladder with directory
+//! tokens.
+//!
+//! The wire shapes and signatures here are pure (no HTTP client): [`video`] is Bunny's video
+//! object, [`webhook`] the signed notification and its mapping onto the upload lifecycle, [`tus`]
+//! the upload authorization handed to the browser. [`client`] is the HTTP adapter (reqwest +
+//! rustls), behind the `bunny` feature.
+
+pub mod tus;
+pub mod video;
+pub mod webhook;
+
+#[cfg(feature = "bunny")]
+pub mod client;
+
+/// Bunny's Stream API (`BUNNY_API_BASE_URL` overrides it for fakes and the local cloud).
+pub const DEFAULT_API_BASE_URL: &str = "https://video.bunnycdn.com";
