@@ -59,8 +59,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A record needs a CDN this deployment has no configuration for.
-    #[error("no CDN configured for provider {0}")]
+    /// A record (or the configured provider) needs a CDN or API this deployment has no
+    /// configuration for.
+    #[error("provider {0} is not configured")]
     ProviderNotConfigured(Provider),
     /// The request body is not an acceptable upload request.
     #[error(transparent)]
@@ -76,6 +77,23 @@ pub enum ApiError {
     /// A route this function does not serve.
     #[error("no such route")]
     NoRoute,
+    /// A webhook whose signature does not verify (or is missing).
+    #[error("webhook signature refused: {0}")]
+    InvalidSignature(#[from] crate::bunny::webhook::SignatureError),
+    /// A body over the endpoint's limit, refused before it is parsed.
+    #[error("body of {size} bytes exceeds {limit}")]
+    BodyTooLarge { size: usize, limit: usize },
+    /// A body that is not the JSON the endpoint takes.
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
+    /// The video provider's API failed. `retryable`: it could not be reached or kept failing
+    /// (503, retry later); otherwise it refused or answered nonsense (502).
+    #[error("{provider} API failed: {detail}")]
+    Upstream {
+        provider: Provider,
+        retryable: bool,
+        detail: String,
+    },
 }
 
 impl ApiError {
@@ -190,11 +208,47 @@ impl ApiError {
                 Some("media storage could not be reached; retry shortly".into()),
             ),
             ApiError::NoRoute => Problem::new(S::NOT_FOUND, "no-route", "No such endpoint", None),
-            ApiError::ProviderNotConfigured(_) => Problem::new(
+            ApiError::InvalidSignature(e) => Problem::new(
+                S::UNAUTHORIZED,
+                "invalid-signature",
+                "Invalid signature",
+                Some(e.to_string()),
+            ),
+            ApiError::BodyTooLarge { limit, .. } => Problem::new(
+                S::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Body too large",
+                Some(format!("this endpoint takes at most {limit} bytes")),
+            ),
+            ApiError::MalformedBody(e) => Problem::new(
+                S::BAD_REQUEST,
+                "malformed-body",
+                "Malformed request body",
+                Some(e.clone()),
+            ),
+            ApiError::Upstream {
+                retryable: true, ..
+            } => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "provider-unavailable",
-                "Playback unavailable",
-                Some("this video's delivery network is not configured".into()),
+                "Video provider unavailable",
+                Some("the video provider could not be reached; retry shortly".into()),
+            ),
+            ApiError::Upstream {
+                retryable: false, ..
+            } => Problem::new(
+                S::BAD_GATEWAY,
+                "provider-error",
+                "Video provider error",
+                Some("the video provider refused the request; nothing was changed".into()),
+            ),
+            ApiError::ProviderNotConfigured(p) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "provider-not-configured",
+                "Provider not configured",
+                Some(format!(
+                    "this deployment has no configuration for {p} videos"
+                )),
             ),
         }
     }
@@ -216,7 +270,12 @@ impl ApiError {
         }
         if matches!(
             self,
-            ApiError::Store(StoreError::Unavailable(_)) | ApiError::Bucket(_)
+            ApiError::Store(StoreError::Unavailable(_))
+                | ApiError::Bucket(_)
+                | ApiError::Upstream {
+                    retryable: true,
+                    ..
+                }
         ) {
             response
                 .headers_mut()

@@ -3,6 +3,7 @@
 //! job events → playback; and the ways it goes wrong: duplicate and reordered events, stale and
 //! replaced uploads, junk files, hostile keys, refused requests, cross-org deletes.
 
+use exvid_shared::bunny::client::BunnyClient;
 use exvid_shared::clock::FixedClock;
 use exvid_shared::config::Cdn;
 use exvid_shared::ids::ExerciseId;
@@ -34,7 +35,7 @@ struct Stack {
     store: DynamoStore,
     bucket: S3Bucket,
     mc: FakeMediaConvert,
-    intake: Intake<DynamoStore, S3Bucket, FixedClock, Uuid7>,
+    intake: Intake<DynamoStore, S3Bucket, BunnyClient, FixedClock, Uuid7>,
     start: TranscodeStart<DynamoStore, S3Bucket, MediaConvert, FixedClock>,
     complete: TranscodeComplete<DynamoStore, S3Bucket, FixedClock>,
     playback: Playback<DynamoStore, FixedClock>,
@@ -56,6 +57,7 @@ async fn stack() -> Stack {
     let intake = Intake::new(
         store.clone(),
         bucket.clone(),
+        None,
         clock(),
         Uuid7,
         IntakeConfig {
@@ -63,6 +65,7 @@ async fn stack() -> Stack {
             bucket: name.clone(),
             provider: exvid_shared::video::Provider::AwsMediaconvert,
             upload_ttl: std::time::Duration::from_secs(3600),
+            tus_ttl: std::time::Duration::from_secs(21_600),
             claims: Default::default(),
         },
     );

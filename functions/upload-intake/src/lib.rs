@@ -6,8 +6,11 @@
 //!   belong to. `current` keeps playing meanwhile.
 //! - `POST /v1/exercises/{id}/thumbnail`, `POST /v1/exercises/{id}/instructions/{step}/image`:
 //!   presigned PUTs to the key layout.
-//! - `DELETE /v1/exercises/{id}/video`: removes every object under the exercise's prefix and its
-//!   record; deleting what is gone is a 204.
+//!   With Bunny Stream as the provider, the upload target is a TUS description instead: the
+//!   Bunny video is created first, then recorded with its `BUNNY#{guid}` pointer in one
+//!   transaction (and deleted again if that fails, so no orphan is left at Bunny).
+//! - `DELETE /v1/exercises/{id}/video`: removes the record's Bunny videos, every object under
+//!   the exercise's prefix and the items; deleting what is gone is a 204.
 
 use std::time::Duration;
 
@@ -17,14 +20,16 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use exvid_shared::auth::{authorize, Access, Action, ClaimNames, Principal};
+use exvid_shared::bunny::client::{BunnyApi, BunnyError};
+use exvid_shared::bunny::tus::{self, TusMetadata, TusUpload};
 use exvid_shared::clock::Clock;
 use exvid_shared::config::{ConfigError, Env};
 use exvid_shared::http_edge::{self, ApiError};
-use exvid_shared::ids::{ExerciseId, Scope, StepId, UploadIds};
+use exvid_shared::ids::{BunnyGuid, ExerciseId, Scope, StepId, UploadId, UploadIds};
 use exvid_shared::media_bucket::{MediaBucket, PresignedPut, PutConditions, ORIGINAL_TAGGING};
 use exvid_shared::media_keys;
-use exvid_shared::store::{Consistency, Expect, StoreError, VideoStore};
-use exvid_shared::upload_request::{self, ImageSlot};
+use exvid_shared::store::{BunnyPointer, Consistency, Expect, StoreError, VideoStore};
+use exvid_shared::upload_request::{self, ImageSlot, VideoUpload};
 use exvid_shared::video::{ExerciseVideo, PendingUpload, Provider};
 
 /// The intake function's configuration.
@@ -37,6 +42,9 @@ pub struct IntakeConfig {
     /// How long a presigned upload URL may be started (S3 checks expiry when the PUT begins, so
     /// a slow upload that started in time completes).
     pub upload_ttl: Duration,
+    /// How long a TUS authorization lasts. Bunny checks it on every chunk, so it must cover the
+    /// whole upload of 500 MB over a slow link: hours, not minutes.
+    pub tus_ttl: Duration,
     pub claims: ClaimNames,
 }
 
@@ -49,7 +57,15 @@ impl IntakeConfig {
                 reason: "must be between 60 and 43200 seconds".into(),
             });
         }
+        let tus_ttl: u64 = env.parsed_or("BUNNY_UPLOAD_TTL_SECONDS", 21_600)?;
+        if !(3_600..=86_400).contains(&tus_ttl) {
+            return Err(ConfigError::Invalid {
+                name: "BUNNY_UPLOAD_TTL_SECONDS",
+                reason: "must be between 3600 and 86400 seconds".into(),
+            });
+        }
         Ok(IntakeConfig {
+            tus_ttl: Duration::from_secs(tus_ttl),
             table_name: env.required("TABLE_NAME")?,
             bucket: env.required("AWS_S3_BUCKET")?,
             provider: env.provider()?,
@@ -59,6 +75,16 @@ impl IntakeConfig {
     }
 }
 
+/// Where the client sends a video's bytes.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum UploadTarget {
+    /// S3: one presigned PUT.
+    Put(PresignedPut),
+    /// Bunny: a TUS upload (resumable) with its authorization headers.
+    Tus(TusUpload),
+}
+
 /// `201` answer of a video upload.
 #[derive(Debug, Serialize)]
 pub struct VideoUploadAnswer {
@@ -66,7 +92,7 @@ pub struct VideoUploadAnswer {
     pub upload_id: String,
     pub video_status: &'static str,
     pub video_provider: Provider,
-    pub upload: PresignedPut,
+    pub upload: UploadTarget,
     pub expires_at: String,
 }
 
@@ -84,19 +110,30 @@ pub struct ImageUploadAnswer {
 const WRITE_ATTEMPTS: u32 = 3;
 
 /// The function: dependencies built once in `main`, shared by every invocation.
-pub struct Intake<S, B, C, I> {
+pub struct Intake<S, B, P, C, I> {
     store: S,
     bucket: B,
+    /// The Bunny library's API, when configured (required when Bunny is the provider; also
+    /// deletes Bunny videos of older records after a switch to AWS).
+    bunny: Option<P>,
     clock: C,
     ids: I,
     config: IntakeConfig,
 }
 
-impl<S: VideoStore, B: MediaBucket, C: Clock, I: UploadIds> Intake<S, B, C, I> {
-    pub fn new(store: S, bucket: B, clock: C, ids: I, config: IntakeConfig) -> Self {
+impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<S, B, P, C, I> {
+    pub fn new(
+        store: S,
+        bucket: B,
+        bunny: Option<P>,
+        clock: C,
+        ids: I,
+        config: IntakeConfig,
+    ) -> Self {
         Intake {
             store,
             bucket,
+            bunny,
             clock,
             ids,
             config,
@@ -192,32 +229,180 @@ impl<S: VideoStore, B: MediaBucket, C: Clock, I: UploadIds> Intake<S, B, C, I> {
         body: &[u8],
     ) -> Result<Response<Body>, ApiError> {
         let request = upload_request::video(body)?;
-        if self.config.provider != Provider::AwsMediaconvert {
-            // Bunny Stream intake (TUS) lands with the Bunny provider.
-            return Err(ApiError::ProviderNotConfigured(self.config.provider));
-        }
         let upload_id = self.ids.next_upload_id();
         tracing::Span::current().record("upload_id", upload_id.as_str());
-        let mut stored = self.store.get(exercise_id, Consistency::Strong).await?;
+        let stored = self.store.get(exercise_id, Consistency::Strong).await?;
+        // Authorized before any provider call: a refused request leaves nothing behind.
+        let scope = Self::upload_scope(principal, stored.as_ref(), request.scope.clone())?;
+        let answer = match self.config.provider {
+            Provider::AwsMediaconvert => {
+                self.s3_upload(principal, exercise_id, &request, upload_id, scope, stored)
+                    .await?
+            }
+            Provider::BunnyStream => {
+                self.bunny_upload(principal, exercise_id, &request, upload_id, scope, stored)
+                    .await?
+            }
+        };
+        Ok(http_edge::json_response(
+            StatusCode::CREATED,
+            &answer,
+            "no-store",
+        ))
+    }
+
+    /// AWS path: a presigned PUT of the original that binds type, size and upload id.
+    async fn s3_upload(
+        &self,
+        principal: &Principal,
+        exercise_id: &ExerciseId,
+        request: &VideoUpload,
+        upload_id: UploadId,
+        scope: Scope,
+        stored: Option<ExerciseVideo>,
+    ) -> Result<VideoUploadAnswer, ApiError> {
+        let now = self.clock.now();
+        let source_key = media_keys::original_key(&scope, exercise_id, request.container);
+        // Signed before anything is stored: a refused signature leaves no pending upload.
+        let presigned = self
+            .bucket
+            .presign_put(
+                &source_key,
+                &PutConditions {
+                    content_type: request.container.content_type().to_owned(),
+                    content_length: request.size_bytes,
+                    upload_id: Some(upload_id.to_string()),
+                    tagging: Some(ORIGINAL_TAGGING.to_owned()),
+                },
+                self.config.upload_ttl,
+                now,
+            )
+            .await?;
+        let mut pending =
+            PendingUpload::awaiting(upload_id.clone(), Provider::AwsMediaconvert, now);
+        pending.source_key = Some(source_key);
+        self.write_pending(
+            principal,
+            exercise_id,
+            request,
+            &scope,
+            stored,
+            pending,
+            None,
+        )
+        .await?;
+        Ok(VideoUploadAnswer {
+            exercise_id: exercise_id.to_string(),
+            upload_id: upload_id.to_string(),
+            video_status: "awaiting_upload",
+            video_provider: Provider::AwsMediaconvert,
+            expires_at: presigned.expires_at.clone(),
+            upload: UploadTarget::Put(presigned),
+        })
+    }
+
+    /// Bunny path: create the video, record it with its pointer in one transaction, answer with
+    /// the TUS description. A video created for an upload that could not be recorded is deleted.
+    async fn bunny_upload(
+        &self,
+        principal: &Principal,
+        exercise_id: &ExerciseId,
+        request: &VideoUpload,
+        upload_id: UploadId,
+        scope: Scope,
+        stored: Option<ExerciseVideo>,
+    ) -> Result<VideoUploadAnswer, ApiError> {
+        let bunny = self
+            .bunny
+            .as_ref()
+            .ok_or(ApiError::ProviderNotConfigured(Provider::BunnyStream))?;
+        let title = tus::video_title(exercise_id, &upload_id);
+        let video = bunny.create_video(&title).await.map_err(upstream)?;
+        let guid = BunnyGuid::parse(&video.guid).map_err(|e| ApiError::Upstream {
+            provider: Provider::BunnyStream,
+            retryable: false,
+            detail: format!("created video has an unusable guid: {e}"),
+        })?;
+        tracing::info!(bunny_guid = %guid, "Bunny video created");
+        let now = self.clock.now();
+        let mut pending = PendingUpload::awaiting(upload_id.clone(), Provider::BunnyStream, now);
+        pending.bunny_guid = Some(guid.clone());
+        let pointer = BunnyPointer {
+            guid: guid.clone(),
+            exercise_id: exercise_id.clone(),
+            upload_id: upload_id.clone(),
+        };
+        let written = match self
+            .write_pending(
+                principal,
+                exercise_id,
+                request,
+                &scope,
+                stored,
+                pending,
+                Some(&pointer),
+            )
+            .await
+        {
+            Ok(written) => written,
+            Err(e) => {
+                // No orphans: the video belongs to no record.
+                match bunny.delete_video(&guid).await {
+                    Ok(_) => tracing::info!(bunny_guid = %guid, "unrecorded Bunny video deleted"),
+                    Err(d) => tracing::error!(
+                        bunny_guid = %guid, error = %d,
+                        "unrecorded Bunny video could not be deleted; delete it in the Bunny dashboard"
+                    ),
+                }
+                return Err(e);
+            }
+        };
+        // Videos this upload abandoned (an earlier pending one) go now; a failure is retried by
+        // the webhook's next write or the exercise's deletion.
+        for old in &written.retired_bunny_videos {
+            if let Err(e) = bunny.delete_video(old).await {
+                tracing::warn!(bunny_guid = %old, error = %e, "retired Bunny video not deleted yet");
+            }
+        }
+        let expire = now.plus_seconds(self.config.tus_ttl.as_secs());
+        let upload = bunny.tus_upload(
+            &guid,
+            expire.unix(),
+            TusMetadata {
+                filetype: request.container.content_type().to_owned(),
+                title,
+            },
+        );
+        Ok(VideoUploadAnswer {
+            exercise_id: exercise_id.to_string(),
+            upload_id: upload_id.to_string(),
+            video_status: "awaiting_upload",
+            video_provider: Provider::BunnyStream,
+            expires_at: expire.to_rfc3339(),
+            upload: UploadTarget::Tus(upload),
+        })
+    }
+
+    /// Records `pending` as the exercise's latest upload (with the Bunny pointer, in the same
+    /// transaction), re-deciding on the fresh record when it changed meanwhile. Returns the
+    /// record as written.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_pending(
+        &self,
+        principal: &Principal,
+        exercise_id: &ExerciseId,
+        request: &VideoUpload,
+        scope: &Scope,
+        mut stored: Option<ExerciseVideo>,
+        pending: PendingUpload,
+        pointer: Option<&BunnyPointer>,
+    ) -> Result<ExerciseVideo, ApiError> {
         for _ in 0..WRITE_ATTEMPTS {
-            let scope = Self::upload_scope(principal, stored.as_ref(), request.scope.clone())?;
+            // The record may have been created or deleted since the scope was decided.
+            if &Self::upload_scope(principal, stored.as_ref(), request.scope.clone())? != scope {
+                return Err(StoreError::Contended { attempts: 1 }.into());
+            }
             let now = self.clock.now();
-            let source_key = media_keys::original_key(&scope, exercise_id, request.container);
-            // Signed before anything is stored: a refused signature leaves no pending upload.
-            let presigned = self
-                .bucket
-                .presign_put(
-                    &source_key,
-                    &PutConditions {
-                        content_type: request.container.content_type().to_owned(),
-                        content_length: request.size_bytes,
-                        upload_id: Some(upload_id.to_string()),
-                        tagging: Some(ORIGINAL_TAGGING.to_owned()),
-                    },
-                    self.config.upload_ttl,
-                    now,
-                )
-                .await?;
             let (mut next, expect) = match &stored {
                 Some(v) => (
                     v.clone(),
@@ -231,31 +416,16 @@ impl<S: VideoStore, B: MediaBucket, C: Clock, I: UploadIds> Intake<S, B, C, I> {
                     Expect::Absent,
                 ),
             };
-            let mut pending =
-                PendingUpload::awaiting(upload_id.clone(), Provider::AwsMediaconvert, now);
-            pending.source_key = Some(source_key);
             let replaced = next
-                .begin_upload(&scope, pending, now)
+                .begin_upload(scope, pending.clone(), now)
                 .map_err(|_| ApiError::Store(StoreError::Contended { attempts: 1 }))?;
-            match self.store.put(&next, &expect, None).await {
+            match self.store.put(&next, &expect, pointer).await {
                 Ok(()) => {
                     if let Some(old) = replaced {
                         tracing::info!(replaced_upload = %old.upload_id, "pending upload replaced");
                     }
-                    tracing::info!(scope = %scope, "upload awaiting bytes");
-                    let answer = VideoUploadAnswer {
-                        exercise_id: exercise_id.to_string(),
-                        upload_id: upload_id.to_string(),
-                        video_status: "awaiting_upload",
-                        video_provider: Provider::AwsMediaconvert,
-                        expires_at: presigned.expires_at.clone(),
-                        upload: presigned,
-                    };
-                    return Ok(http_edge::json_response(
-                        StatusCode::CREATED,
-                        &answer,
-                        "no-store",
-                    ));
+                    tracing::info!(scope = %scope, provider = %pending.provider, "upload awaiting bytes");
+                    return Ok(next);
                 }
                 Err(StoreError::Conflict { current }) => {
                     stored = match current {
@@ -333,19 +503,27 @@ impl<S: VideoStore, B: MediaBucket, C: Clock, I: UploadIds> Intake<S, B, C, I> {
                 Access::Forbidden => return Err(ApiError::Forbidden),
                 Access::NotFound => return Err(ApiError::NotFound),
             }
-            // Objects first: if the record went first and this failed, nothing would remember
-            // the prefix. A retry after a partial failure deletes the rest.
+            // Provider assets and objects first: if the record went first and this failed,
+            // nothing would remember them. A retry after a partial failure deletes the rest.
+            let guids = video.bunny_videos();
+            if !guids.is_empty() {
+                let bunny = self
+                    .bunny
+                    .as_ref()
+                    .ok_or(ApiError::ProviderNotConfigured(Provider::BunnyStream))?;
+                for guid in &guids {
+                    bunny.delete_video(guid).await.map_err(upstream)?;
+                }
+            }
             let prefix = media_keys::exercise_prefix(&video.scope, exercise_id);
             let objects = self.bucket.delete_prefix(&prefix).await?;
-            let guids: Vec<_> = video
-                .pending
-                .iter()
-                .filter_map(|p| p.bunny_guid.clone())
-                .chain(video.current.iter().filter_map(|c| c.bunny_guid.clone()))
-                .collect();
             match self.store.delete(exercise_id, video.version, &guids).await {
                 Ok(()) => {
-                    tracing::info!(objects, "exercise media deleted");
+                    tracing::info!(
+                        objects,
+                        bunny_videos = guids.len(),
+                        "exercise media deleted"
+                    );
                     return Ok(no_content());
                 }
                 // A late event changed the record meanwhile: read it again and delete that.
@@ -357,6 +535,15 @@ impl<S: VideoStore, B: MediaBucket, C: Clock, I: UploadIds> Intake<S, B, C, I> {
             attempts: WRITE_ATTEMPTS,
         }
         .into())
+    }
+}
+
+/// A Bunny failure as the API reports it (details stay in the log).
+fn upstream(e: BunnyError) -> ApiError {
+    ApiError::Upstream {
+        provider: Provider::BunnyStream,
+        retryable: matches!(e, BunnyError::Unavailable { .. }),
+        detail: e.to_string(),
     }
 }
 

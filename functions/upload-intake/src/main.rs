@@ -1,23 +1,32 @@
 use exvid_shared::aws::{has_custom_endpoint, sdk_config};
+use exvid_shared::bunny::client::{BunnyClient, BunnyConfig};
 use exvid_shared::clock::SystemClock;
-use exvid_shared::config::{fail_init, Env};
+use exvid_shared::config::{fail_init, ConfigError, Env};
 use exvid_shared::ids::Uuid7;
 use exvid_shared::media_bucket::s3::S3Bucket;
 use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::video::Provider;
 use lambda_http::{service_fn, Error, Request};
 use upload_intake::{Intake, IntakeConfig};
+
+const NAME: &str = "upload-intake";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     exvid_shared::telemetry::init();
-    let config =
-        IntakeConfig::from_env(&Env::process()).unwrap_or_else(|e| fail_init("upload-intake", e));
-    let sdk = sdk_config()
-        .await
-        .unwrap_or_else(|e| fail_init("upload-intake", e));
+    let env = Env::process();
+    let config = IntakeConfig::from_env(&env).unwrap_or_else(|e| fail_init(NAME, e));
+    let bunny = match BunnyConfig::from_env(&env).unwrap_or_else(|e| fail_init(NAME, e)) {
+        Some(c) => Some(BunnyClient::new(c).unwrap_or_else(|e| fail_init(NAME, e))),
+        None if config.provider == Provider::BunnyStream => {
+            fail_init(NAME, ConfigError::Missing("BUNNY_STREAM_LIBRARY_ID"))
+        }
+        None => None,
+    };
+    let sdk = sdk_config().await.unwrap_or_else(|e| fail_init(NAME, e));
     let store = DynamoStore::from_sdk_config(&sdk, &config.table_name);
     let bucket = S3Bucket::from_sdk_config(&sdk, &config.bucket, has_custom_endpoint("S3"));
-    let app = Intake::new(store, bucket, SystemClock, Uuid7, config);
+    let app = Intake::new(store, bucket, bunny, SystemClock, Uuid7, config);
     lambda_http::run(service_fn(|req: Request| async {
         Ok::<_, Error>(app.handle(req).await)
     }))
