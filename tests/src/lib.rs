@@ -22,6 +22,7 @@ use devstack::moto::Moto;
 use exvid_shared::media_bucket::s3::S3Bucket;
 use exvid_shared::store::dynamo::DynamoStore;
 
+pub mod fake_bunny;
 pub mod fake_mediaconvert;
 pub mod http1;
 
@@ -270,4 +271,25 @@ pub fn response_json(r: &lambda_http::Response<lambda_http::Body>) -> Value {
         _ => b"null",
     };
     serde_json::from_slice(bytes).expect("JSON body")
+}
+
+/// `items` in a pseudo-random order fixed by `seed` (xorshift; reproducible).
+pub fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
+    let mut v = items.to_vec();
+    let mut x = seed.max(1);
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+/// The record without bookkeeping (version, updated_at): what the exercise *is*.
+pub fn essence(v: &exvid_shared::video::ExerciseVideo) -> Value {
+    let mut j = serde_json::to_value(v).unwrap();
+    j.as_object_mut().unwrap().remove("version");
+    j.as_object_mut().unwrap().remove("updated_at");
+    j
 }

@@ -17,7 +17,9 @@ use exvid_shared::store::dynamo::DynamoStore;
 use exvid_shared::store::{Consistency, VideoStore};
 use exvid_shared::video::ExerciseVideo;
 use exvid_tests::fake_mediaconvert::FakeMediaConvert;
-use exvid_tests::{event_json, fresh_bucket, fresh_store, http1, moto, mutations, synthetic_mp4};
+use exvid_tests::{
+    essence, event_json, fresh_bucket, fresh_store, http1, moto, mutations, shuffled, synthetic_mp4,
+};
 use playback::{Cdns, Playback, PlaybackConfig};
 use serde_json::{json, Value};
 use transcode_complete::{CompleteConfig, TranscodeComplete};
@@ -966,26 +968,6 @@ async fn uploaded_thumbnail_wins_and_image_uploads_follow_the_key_layout() {
 }
 
 /// A small deterministic shuffle (xorshift), so failures reproduce.
-fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
-    let mut v = items.to_vec();
-    let mut x = seed.max(1);
-    for i in (1..v.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.swap(i, (x % (i as u64 + 1)) as usize);
-    }
-    v
-}
-
-/// The record without bookkeeping (version, updated_at): what the exercise *is*.
-fn essence(v: &ExerciseVideo) -> Value {
-    let mut j = serde_json::to_value(v).unwrap();
-    j.as_object_mut().unwrap().remove("version");
-    j.as_object_mut().unwrap().remove("updated_at");
-    j
-}
-
 #[tokio::test]
 async fn every_event_twice_in_shuffled_order_gives_the_same_item() {
     #[derive(Clone, Debug)]
