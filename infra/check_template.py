@@ -27,6 +27,7 @@ PARAMETERS = {
     "JwtIssuer": "https://auth.example.com/",
     "JwtAudience": "exvid-api",
     "BunnyStreamCdnHostname": "vz-example.b-cdn.net",
+    "BunnyStreamLibraryId": "133",
 }
 
 # What each function may do: (actions, resource logical ids it may touch).
@@ -42,6 +43,7 @@ LEAST_PRIVILEGE = {
         "mediaconvert:CreateJob", "iam:PassRole",
         "sqs:SendMessage",  # the on-failure destination SAM wires for async invokes
     },
+    "BunnyWebhookFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
     "TranscodeCompleteFunction": {
         "dynamodb:GetItem", "dynamodb:PutItem", "s3:DeleteObject", "s3:DeleteObjectVersion",
         "s3:ListBucketVersions", "sqs:SendMessage",
@@ -90,6 +92,24 @@ def check_sam_source(sam):
                     is_dynamic_reference(value),
                     f"{name}: {var} must come from a Secrets Manager/SSM dynamic reference",
                 )
+
+
+def check_public_endpoints(sam):
+    """Only the Bunny webhook is public (a function URL without IAM auth, its signature being
+    the authentication); it has reserved concurrency and its URL is an output."""
+    public = []
+    for name, fn in resources_of(sam, "AWS::Serverless::Function").items():
+        url = fn["Properties"].get("FunctionUrlConfig")
+        if url is None:
+            continue
+        public.append(name)
+        check(url.get("AuthType") == "NONE", f"{name}: webhook URL AuthType NONE (signature is the auth)")
+        check("ReservedConcurrentExecutions" in fn["Properties"], f"{name}: public URL needs reserved concurrency")
+        variables = fn["Properties"].get("Environment", {}).get("Variables", {})
+        check("BUNNY_WEBHOOK_SIGNING_KEY" in variables, f"{name}: verifies signatures")
+    check(public == ["BunnyWebhookFunction"], f"only the Bunny webhook has a function URL, not {public}")
+    outputs = json.dumps(sam.get("Outputs", {}))
+    check("BunnyWebhookFunctionUrl.FunctionUrl" in outputs, "the webhook URL is an output")
 
 
 def check_edge_and_events(sam):
@@ -221,6 +241,7 @@ def main():
         sam = yaml_parse(f.read())
     cfn_lint(path, "template")
     check_sam_source(sam)
+    check_public_endpoints(sam)
     check_edge_and_events(sam)
     # What `sam package` does before the transform: local code paths become S3 URIs.
     packaged = json.loads(json.dumps(sam))

@@ -20,6 +20,12 @@ MUTATIONS = {
     "invalid CloudFormation": ("BillingMode: PAY_PER_REQUEST", "BillingMode: FREE"),
     "edge function drifted from the tested file": ("var KEY_NAME = 'cdn_token_key';", "var KEY_NAME = 'other';"),
     "MediaConvert rule sees every stack's jobs": ("exvid_stack: [!Ref AWS::StackName]", "exvid_stack: [{exists: true}]"),
+    "public webhook without reserved concurrency": ("      ReservedConcurrentExecutions: !Ref BunnyWebhookConcurrency\n", ""),
+    "webhook signing key in plaintext": (
+        "BUNNY_WEBHOOK_SIGNING_KEY: !Sub \"{{resolve:secretsmanager:${SecretName}:SecretString:bunny_webhook_signing_key}}\"",
+        "BUNNY_WEBHOOK_SIGNING_KEY: \"read-only-key-in-plaintext\"",
+    ),
+    "webhook may scan the table": ("Sid: VideoRecords\n              Effect: Allow\n              Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem]\n              Resource: !GetAtt VideosTable.Arn\n\n  BunnyWebhookLogGroup", "Sid: VideoRecords\n              Effect: Allow\n              Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem, dynamodb:Scan]\n              Resource: !GetAtt VideosTable.Arn\n\n  BunnyWebhookLogGroup"),
     "PassRole on any role": ("Resource: !GetAtt MediaConvertRole.Arn\n              Condition:", "Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*\"\n              Condition:"),
     "originals served by CloudFront": ('- !Sub "${MediaBucket.Arn}/*/exercises/*/thumbnail/*"\n              - !Sub "${MediaBucket.Arn}/*/exercises/*/instructions/*"\n            Condition:', '- !Sub "${MediaBucket.Arn}/*"\n            Condition:'),
 }
