@@ -70,7 +70,7 @@ test: fmt-check clippy unit edge template
 # --- measure ----------------------------------------------------------------------------------
 
 bench: tools venv
-	$(CARGO) build --release -p playback -p upload-intake -p transcode-start -p transcode-complete -p bench-hello -p devstack
+	$(CARGO) build --release -p playback -p upload-intake -p transcode-start -p transcode-complete -p bunny-webhook -p bench-hello -p devstack
 	target/release/bench
 
 clean:

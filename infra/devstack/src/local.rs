@@ -13,12 +13,21 @@ pub const CLOUDFRONT_TOKEN_KEY: &str = "local-cloudfront-token-key-0001";
 pub const BUNNY_CDN_HOST: &str = "https://vz-local.b-cdn.net";
 pub const CLOUDFRONT_HOST: &str = "https://d-local.cloudfront.net";
 
-/// The environment of a function running against moto at `aws_endpoint`.
 /// The local media bucket.
 pub const MEDIA_BUCKET: &str = "exvid-local-media";
 /// The role local MediaConvert jobs name (the stand-in does not assume it).
 pub const MEDIACONVERT_ROLE: &str = "arn:aws:iam::000000000000:role/exvid-local-mediaconvert";
 
+/// Development Bunny library: id, API key and read-only (webhook signing) key. The signing key is
+/// the one `tests/events/bunny-webhook.json` is signed with, so that fixture invokes locally.
+pub const BUNNY_LIBRARY_ID: &str = "133";
+pub const BUNNY_API_KEY: &str = "local-bunny-library-api-key";
+pub const BUNNY_WEBHOOK_SIGNING_KEY: &str = "bunny-read-only-key-0001";
+/// Where functions look for the Bunny API until the local cloud starts its stand-in (nothing
+/// listens on the discard port: calls fail fast as "unavailable").
+pub const BUNNY_API_UNSET: &str = "http://127.0.0.1:9";
+
+/// The environment of a function running against moto at `aws_endpoint`.
 pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
     [
         ("TABLE_NAME", TABLE_NAME),
@@ -30,6 +39,10 @@ pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
         ("PLAYBACK_URL_TTL_SECONDS", "3600"),
         ("AWS_S3_BUCKET", MEDIA_BUCKET),
         ("AWS_MEDIACONVERT_ROLE", MEDIACONVERT_ROLE),
+        ("BUNNY_STREAM_LIBRARY_ID", BUNNY_LIBRARY_ID),
+        ("BUNNY_STREAM_API_KEY", BUNNY_API_KEY),
+        ("BUNNY_WEBHOOK_SIGNING_KEY", BUNNY_WEBHOOK_SIGNING_KEY),
+        ("BUNNY_API_BASE_URL", BUNNY_API_UNSET),
         ("AWS_ENDPOINT_URL", aws_endpoint),
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),

@@ -96,9 +96,10 @@ fn main() -> Result<(), String> {
     // Each function with a fixture it answers without a provider: init is what is measured.
     for (name, event) in [
         ("playback", "playback-get.json"),
-        ("upload-intake", "intake-video-delete.json"),
+        ("upload-intake", "intake-thumbnail-post.json"),
         ("transcode-start", "s3-object-created.json"),
         ("transcode-complete", "mediaconvert-new-warning.json"),
+        ("bunny-webhook", "bunny-webhook.json"),
     ] {
         subjects.push(Subject {
             name,
