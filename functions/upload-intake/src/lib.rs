@@ -106,6 +106,15 @@ pub struct ImageUploadAnswer {
     pub key: String,
 }
 
+/// One video upload being taken in: who asks, for what, and where it goes.
+struct NewUpload<'a> {
+    principal: &'a Principal,
+    exercise_id: &'a ExerciseId,
+    request: &'a VideoUpload,
+    upload_id: &'a UploadId,
+    scope: &'a Scope,
+}
+
 /// How many times a video intake re-reads and retries when the record changed under it.
 const WRITE_ATTEMPTS: u32 = 3;
 
@@ -234,15 +243,24 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
         let stored = self.store.get(exercise_id, Consistency::Strong).await?;
         // Authorized before any provider call: a refused request leaves nothing behind.
         let scope = Self::upload_scope(principal, stored.as_ref(), request.scope.clone())?;
-        let answer = match self.config.provider {
-            Provider::AwsMediaconvert => {
-                self.s3_upload(principal, exercise_id, &request, upload_id, scope, stored)
-                    .await?
-            }
-            Provider::BunnyStream => {
-                self.bunny_upload(principal, exercise_id, &request, upload_id, scope, stored)
-                    .await?
-            }
+        let upload = NewUpload {
+            principal,
+            exercise_id,
+            request: &request,
+            upload_id: &upload_id,
+            scope: &scope,
+        };
+        let (target, expires_at) = match self.config.provider {
+            Provider::AwsMediaconvert => self.s3_upload(&upload, stored).await?,
+            Provider::BunnyStream => self.bunny_upload(&upload, stored).await?,
+        };
+        let answer = VideoUploadAnswer {
+            exercise_id: exercise_id.to_string(),
+            upload_id: upload_id.to_string(),
+            video_status: "awaiting_upload",
+            video_provider: self.config.provider,
+            upload: target,
+            expires_at,
         };
         Ok(http_edge::json_response(
             StatusCode::CREATED,
@@ -254,24 +272,20 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
     /// AWS path: a presigned PUT of the original that binds type, size and upload id.
     async fn s3_upload(
         &self,
-        principal: &Principal,
-        exercise_id: &ExerciseId,
-        request: &VideoUpload,
-        upload_id: UploadId,
-        scope: Scope,
+        u: &NewUpload<'_>,
         stored: Option<ExerciseVideo>,
-    ) -> Result<VideoUploadAnswer, ApiError> {
+    ) -> Result<(UploadTarget, String), ApiError> {
         let now = self.clock.now();
-        let source_key = media_keys::original_key(&scope, exercise_id, request.container);
+        let source_key = media_keys::original_key(u.scope, u.exercise_id, u.request.container);
         // Signed before anything is stored: a refused signature leaves no pending upload.
         let presigned = self
             .bucket
             .presign_put(
                 &source_key,
                 &PutConditions {
-                    content_type: request.container.content_type().to_owned(),
-                    content_length: request.size_bytes,
-                    upload_id: Some(upload_id.to_string()),
+                    content_type: u.request.container.content_type().to_owned(),
+                    content_length: u.request.size_bytes,
+                    upload_id: Some(u.upload_id.to_string()),
                     tagging: Some(ORIGINAL_TAGGING.to_owned()),
                 },
                 self.config.upload_ttl,
@@ -279,44 +293,25 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
             )
             .await?;
         let mut pending =
-            PendingUpload::awaiting(upload_id.clone(), Provider::AwsMediaconvert, now);
+            PendingUpload::awaiting(u.upload_id.clone(), Provider::AwsMediaconvert, now);
         pending.source_key = Some(source_key);
-        self.write_pending(
-            principal,
-            exercise_id,
-            request,
-            &scope,
-            stored,
-            pending,
-            None,
-        )
-        .await?;
-        Ok(VideoUploadAnswer {
-            exercise_id: exercise_id.to_string(),
-            upload_id: upload_id.to_string(),
-            video_status: "awaiting_upload",
-            video_provider: Provider::AwsMediaconvert,
-            expires_at: presigned.expires_at.clone(),
-            upload: UploadTarget::Put(presigned),
-        })
+        self.write_pending(u, stored, pending, None).await?;
+        let expires_at = presigned.expires_at.clone();
+        Ok((UploadTarget::Put(presigned), expires_at))
     }
 
     /// Bunny path: create the video, record it with its pointer in one transaction, answer with
     /// the TUS description. A video created for an upload that could not be recorded is deleted.
     async fn bunny_upload(
         &self,
-        principal: &Principal,
-        exercise_id: &ExerciseId,
-        request: &VideoUpload,
-        upload_id: UploadId,
-        scope: Scope,
+        u: &NewUpload<'_>,
         stored: Option<ExerciseVideo>,
-    ) -> Result<VideoUploadAnswer, ApiError> {
+    ) -> Result<(UploadTarget, String), ApiError> {
         let bunny = self
             .bunny
             .as_ref()
             .ok_or(ApiError::ProviderNotConfigured(Provider::BunnyStream))?;
-        let title = tus::video_title(exercise_id, &upload_id);
+        let title = tus::video_title(u.exercise_id, u.upload_id);
         let video = bunny.create_video(&title).await.map_err(upstream)?;
         let guid = BunnyGuid::parse(&video.guid).map_err(|e| ApiError::Upstream {
             provider: Provider::BunnyStream,
@@ -325,25 +320,14 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
         })?;
         tracing::info!(bunny_guid = %guid, "Bunny video created");
         let now = self.clock.now();
-        let mut pending = PendingUpload::awaiting(upload_id.clone(), Provider::BunnyStream, now);
+        let mut pending = PendingUpload::awaiting(u.upload_id.clone(), Provider::BunnyStream, now);
         pending.bunny_guid = Some(guid.clone());
         let pointer = BunnyPointer {
             guid: guid.clone(),
-            exercise_id: exercise_id.clone(),
-            upload_id: upload_id.clone(),
+            exercise_id: u.exercise_id.clone(),
+            upload_id: u.upload_id.clone(),
         };
-        let written = match self
-            .write_pending(
-                principal,
-                exercise_id,
-                request,
-                &scope,
-                stored,
-                pending,
-                Some(&pointer),
-            )
-            .await
-        {
+        let written = match self.write_pending(u, stored, pending, Some(&pointer)).await {
             Ok(written) => written,
             Err(e) => {
                 // No orphans: the video belongs to no record.
@@ -369,37 +353,27 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
             &guid,
             expire.unix(),
             TusMetadata {
-                filetype: request.container.content_type().to_owned(),
+                filetype: u.request.container.content_type().to_owned(),
                 title,
             },
         );
-        Ok(VideoUploadAnswer {
-            exercise_id: exercise_id.to_string(),
-            upload_id: upload_id.to_string(),
-            video_status: "awaiting_upload",
-            video_provider: Provider::BunnyStream,
-            expires_at: expire.to_rfc3339(),
-            upload: UploadTarget::Tus(upload),
-        })
+        Ok((UploadTarget::Tus(upload), expire.to_rfc3339()))
     }
 
     /// Records `pending` as the exercise's latest upload (with the Bunny pointer, in the same
     /// transaction), re-deciding on the fresh record when it changed meanwhile. Returns the
     /// record as written.
-    #[allow(clippy::too_many_arguments)]
     async fn write_pending(
         &self,
-        principal: &Principal,
-        exercise_id: &ExerciseId,
-        request: &VideoUpload,
-        scope: &Scope,
+        u: &NewUpload<'_>,
         mut stored: Option<ExerciseVideo>,
         pending: PendingUpload,
         pointer: Option<&BunnyPointer>,
     ) -> Result<ExerciseVideo, ApiError> {
         for _ in 0..WRITE_ATTEMPTS {
             // The record may have been created or deleted since the scope was decided.
-            if &Self::upload_scope(principal, stored.as_ref(), request.scope.clone())? != scope {
+            let scope = Self::upload_scope(u.principal, stored.as_ref(), u.request.scope.clone())?;
+            if &scope != u.scope {
                 return Err(StoreError::Contended { attempts: 1 }.into());
             }
             let now = self.clock.now();
@@ -412,12 +386,12 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
                     },
                 ),
                 None => (
-                    ExerciseVideo::new(exercise_id.clone(), scope.clone(), now),
+                    ExerciseVideo::new(u.exercise_id.clone(), scope.clone(), now),
                     Expect::Absent,
                 ),
             };
             let replaced = next
-                .begin_upload(scope, pending.clone(), now)
+                .begin_upload(&scope, pending.clone(), now)
                 .map_err(|_| ApiError::Store(StoreError::Contended { attempts: 1 }))?;
             match self.store.put(&next, &expect, pointer).await {
                 Ok(()) => {
@@ -430,7 +404,7 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
                 Err(StoreError::Conflict { current }) => {
                     stored = match current {
                         Some(v) => Some(*v),
-                        None => self.store.get(exercise_id, Consistency::Strong).await?,
+                        None => self.store.get(u.exercise_id, Consistency::Strong).await?,
                     };
                 }
                 Err(e) => return Err(e.into()),

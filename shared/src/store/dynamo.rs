@@ -229,6 +229,24 @@ impl DynamoStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
+    /// Unconditional deletes of pointer items, as transaction items.
+    fn pointer_deletes<'a>(
+        &self,
+        guids: impl IntoIterator<Item = &'a BunnyGuid>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        guids
+            .into_iter()
+            .map(|guid| {
+                Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(bunny_key(guid))))
+                    .build()
+                    .map(|d| TransactWriteItem::builder().delete(d).build())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
     async fn put_with_pointer(
         &self,
         video: &ExerciseVideo,
@@ -309,20 +327,14 @@ impl VideoStore for DynamoStore {
         if released.is_empty() {
             return self.put_alone(video, expect).await;
         }
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Corrupt(e.to_string());
         let mut request = self.client.transact_write_items().transact_items(
             TransactWriteItem::builder()
                 .put(self.record_put(video, expect)?)
                 .build(),
         );
         // A transaction holds at most 100 items; the rest are released by a later write.
-        for guid in released.iter().take(50) {
-            let d = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(bunny_key(guid))))
-                .build()
-                .map_err(build)?;
-            request = request.transact_items(TransactWriteItem::builder().delete(d).build());
+        for d in self.pointer_deletes(released.iter().take(50))? {
+            request = request.transact_items(d);
         }
         request
             .send()
@@ -359,13 +371,8 @@ impl VideoStore for DynamoStore {
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().delete(record).build());
-        for guid in pointers {
-            let d = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(bunny_key(guid))))
-                .build()
-                .map_err(build)?;
-            request = request.transact_items(TransactWriteItem::builder().delete(d).build());
+        for d in self.pointer_deletes(pointers)? {
+            request = request.transact_items(d);
         }
         request
             .send()
