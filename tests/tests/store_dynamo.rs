@@ -447,3 +447,59 @@ async fn an_unreachable_store_is_unavailable_not_a_panic() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn released_pointers_go_with_the_write_that_drops_their_videos_or_not_at_all() {
+    let (store, log) = fresh_store().await;
+    let g = guid("guid-retired");
+    let pointer = BunnyPointer {
+        guid: g.clone(),
+        exercise_id: ex(),
+        upload_id: uid("u1"),
+    };
+    let mut v = new_record("u1");
+    v.retired_bunny_videos = vec![g.clone()];
+    store
+        .put(&v, &Expect::Absent, Some(&pointer))
+        .await
+        .unwrap();
+    let before = stored(&store).await;
+
+    // The record changed meanwhile: neither the record nor the pointer changes.
+    let mut next = before.clone();
+    next.retired_bunny_videos.clear();
+    let stale = Expect::Version {
+        version: before.version + 7,
+        upload_id: None,
+    };
+    let err = store
+        .put_releasing(&next, &stale, std::slice::from_ref(&g))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { current: Some(_) }),
+        "{err:?}"
+    );
+    assert!(store.bunny_pointer(&g).await.unwrap().is_some());
+    assert_eq!(stored(&store).await, before);
+
+    // Through `update_from`: the change applies, the released guid leaves the list and its
+    // pointer goes in the same transaction (one write).
+    log.clear();
+    let outcome = exvid_shared::store::update_from(
+        &store,
+        &ex(),
+        None,
+        Some(before.clone()),
+        std::slice::from_ref(&g),
+        |v| v.mark_processing(&uid("u1"), Some(10), None, t(5)),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(outcome, Outcome::Applied { .. }));
+    assert_eq!(log.calls(), ["TransactWriteItems"]);
+    let after = stored(&store).await;
+    assert!(after.retired_bunny_videos.is_empty());
+    assert_eq!(after.pending.unwrap().progress, Some(10));
+    assert!(store.bunny_pointer(&g).await.unwrap().is_none());
+}
