@@ -6,3 +6,4 @@ pub mod lambda_process;
 pub mod local;
 pub mod moto;
 pub mod runtime_api;
+pub mod template;

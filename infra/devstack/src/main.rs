@@ -2,7 +2,8 @@
 //!
 //! `devstack invoke FUNCTION --event FILE [--seed FILE] [--release]` starts moto, creates the
 //! table, stores the seed records, runs the function's real bootstrap binary behind a local
-//! Lambda Runtime API, hands it the event, prints the response and stops everything.
+//! Lambda Runtime API, hands it the event, prints the response and stops everything. FUNCTION is
+//! any function `template.yaml` deploys (its `Metadata.Binary`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,10 +13,10 @@ use devstack::lambda_process::LambdaProcess;
 use devstack::local;
 use devstack::moto::repo_root;
 use devstack::runtime_api::Outcome;
+use devstack::template::Template;
 use exvid_shared::video::ExerciseVideo;
 
 const USAGE: &str = "usage: devstack invoke FUNCTION --event FILE [--seed FILE] [--release]";
-const FUNCTIONS: &[&str] = &["playback"];
 
 struct InvokeArgs {
     function: String,
@@ -26,10 +27,14 @@ struct InvokeArgs {
 
 fn parse_invoke(mut args: impl Iterator<Item = String>) -> Result<InvokeArgs, String> {
     let function = args.next().ok_or(USAGE)?;
-    if !FUNCTIONS.contains(&function.as_str()) {
+    // The functions are the template's: a new one is invocable without touching this file.
+    let known = Template::load_repo()
+        .and_then(|t| t.binaries())
+        .map_err(|e| e.to_string())?;
+    if !known.contains(&function) {
         return Err(format!(
             "unknown function '{function}' (known: {})",
-            FUNCTIONS.join(", ")
+            known.join(", ")
         ));
     }
     let (mut event, mut seed, mut release) = (None, None, false);
