@@ -96,6 +96,19 @@ pub enum ApiError {
     },
 }
 
+/// A Bunny API failure as the HTTP API reports it (details stay in the log): an outage is
+/// retryable (503), a refusal or nonsense answer is not (502).
+#[cfg(feature = "bunny")]
+impl From<crate::bunny::client::BunnyError> for ApiError {
+    fn from(e: crate::bunny::client::BunnyError) -> Self {
+        ApiError::Upstream {
+            provider: Provider::BunnyStream,
+            retryable: matches!(e, crate::bunny::client::BunnyError::Unavailable { .. }),
+            detail: e.to_string(),
+        }
+    }
+}
+
 impl ApiError {
     /// The single mapping from errors to HTTP answers. Details of server-side failures stay in
     /// the logs; the caller gets a stable type and a safe sentence.

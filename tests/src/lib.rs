@@ -293,3 +293,26 @@ pub fn essence(v: &exvid_shared::video::ExerciseVideo) -> Value {
     j.as_object_mut().unwrap().remove("updated_at");
     j
 }
+
+/// An API Gateway v2 request from a fixture (whose exercise is `ex-knee-01`), for `exercise`,
+/// with the authorizer's `claims` and, if given, a JSON `body`.
+pub fn api_request(
+    fixture: &str,
+    exercise: &str,
+    claims: Value,
+    body: Option<Value>,
+) -> lambda_http::Request {
+    use serde_json::json;
+    let mut e = event_json(fixture);
+    e["pathParameters"]["id"] = json!(exercise);
+    let raw = e["rawPath"]
+        .as_str()
+        .unwrap()
+        .replace("ex-knee-01", exercise);
+    e["rawPath"] = json!(raw);
+    e["requestContext"]["authorizer"]["jwt"]["claims"] = claims;
+    if let Some(b) = body {
+        e["body"] = json!(b.to_string());
+    }
+    lambda_http::request::from_str(&e.to_string()).expect("valid API Gateway v2 event")
+}

@@ -18,7 +18,8 @@ use exvid_shared::store::{Consistency, VideoStore};
 use exvid_shared::video::ExerciseVideo;
 use exvid_tests::fake_mediaconvert::FakeMediaConvert;
 use exvid_tests::{
-    essence, event_json, fresh_bucket, fresh_store, http1, moto, mutations, shuffled, synthetic_mp4,
+    api_request as api, essence, event_json, fresh_bucket, fresh_store, http1, moto, mutations,
+    shuffled, synthetic_mp4,
 };
 use playback::{Cdns, Playback, PlaybackConfig};
 use serde_json::{json, Value};
@@ -126,19 +127,6 @@ fn claims(org: &str, roles: &str) -> Value {
 
 fn admin() -> Value {
     claims(ORG, "[admin]")
-}
-
-/// An API Gateway v2 request from a fixture, for `exercise`, with `claims` and (if given) `body`.
-fn api(fixture: &str, exercise: &str, claims: Value, body: Option<Value>) -> lambda_http::Request {
-    let mut e = event_json(fixture);
-    e["pathParameters"]["id"] = json!(exercise);
-    let raw = e["rawPath"].as_str().unwrap().replace(EXERCISE, exercise);
-    e["rawPath"] = json!(raw);
-    e["requestContext"]["authorizer"]["jwt"]["claims"] = claims;
-    if let Some(b) = body {
-        e["body"] = json!(b.to_string());
-    }
-    lambda_http::request::from_str(&e.to_string()).expect("valid API Gateway v2 event")
 }
 
 use exvid_tests::response_json as json_body;

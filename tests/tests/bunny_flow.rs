@@ -19,7 +19,8 @@ use exvid_shared::store::{BunnyPointer, Consistency, VideoStore};
 use exvid_shared::video::ExerciseVideo;
 use exvid_tests::fake_bunny::{FakeBunny, Fault};
 use exvid_tests::{
-    essence, event_json, fresh_bucket, fresh_store, mutations, response_json, shuffled, CallLog,
+    api_request as api, essence, event_json, fresh_bucket, fresh_store, mutations, response_json,
+    shuffled, CallLog,
 };
 use playback::{Cdns, Playback, PlaybackConfig};
 use serde_json::{json, Value};
@@ -120,21 +121,6 @@ fn admin() -> Value {
 
 fn member() -> Value {
     json!({"sub": "patient-1", "org_id": ORG, "roles": "[patient]"})
-}
-
-fn api(fixture: &str, exercise: &str, claims: Value, body: Option<Value>) -> lambda_http::Request {
-    let mut e = event_json(fixture);
-    e["pathParameters"]["id"] = json!(exercise);
-    let raw = e["rawPath"]
-        .as_str()
-        .unwrap()
-        .replace("ex-knee-01", exercise);
-    e["rawPath"] = json!(raw);
-    e["requestContext"]["authorizer"]["jwt"]["claims"] = claims;
-    if let Some(b) = body {
-        e["body"] = json!(b.to_string());
-    }
-    lambda_http::request::from_str(&e.to_string()).expect("valid API Gateway v2 event")
 }
 
 /// The function URL event Bunny's webhook produces, with `body` and `headers` replacing the

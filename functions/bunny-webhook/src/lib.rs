@@ -183,7 +183,7 @@ impl<S: VideoStore, P: BunnyApi, C: Clock> BunnyWebhook<S, P, C> {
                     tracing::warn!("Bunny no longer has this video");
                     return Ok(WebhookReport::new("ignored", "video gone at Bunny"));
                 }
-                Err(e) => return Err(upstream(e)),
+                Err(e) => return Err(e.into()),
             },
         };
         let released = self.delete_retired(&record.retired_bunny_videos).await;
@@ -306,12 +306,4 @@ fn apply(
 fn ignored(why: &Ignored) -> WebhookReport {
     tracing::info!(reason = %why, "webhook changes nothing");
     WebhookReport::new("ignored", why.to_string())
-}
-
-fn upstream(e: BunnyError) -> ApiError {
-    ApiError::Upstream {
-        provider: Provider::BunnyStream,
-        retryable: matches!(e, BunnyError::Unavailable { .. }),
-        detail: e.to_string(),
-    }
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use exvid_shared::auth::{authorize, Access, Action, ClaimNames, Principal};
-use exvid_shared::bunny::client::{BunnyApi, BunnyError};
+use exvid_shared::bunny::client::BunnyApi;
 use exvid_shared::bunny::tus::{self, TusMetadata, TusUpload};
 use exvid_shared::clock::Clock;
 use exvid_shared::config::{ConfigError, Env};
@@ -312,7 +312,7 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
             .as_ref()
             .ok_or(ApiError::ProviderNotConfigured(Provider::BunnyStream))?;
         let title = tus::video_title(u.exercise_id, u.upload_id);
-        let video = bunny.create_video(&title).await.map_err(upstream)?;
+        let video = bunny.create_video(&title).await?;
         let guid = BunnyGuid::parse(&video.guid).map_err(|e| ApiError::Upstream {
             provider: Provider::BunnyStream,
             retryable: false,
@@ -486,7 +486,7 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
                     .as_ref()
                     .ok_or(ApiError::ProviderNotConfigured(Provider::BunnyStream))?;
                 for guid in &guids {
-                    bunny.delete_video(guid).await.map_err(upstream)?;
+                    bunny.delete_video(guid).await?;
                 }
             }
             let prefix = media_keys::exercise_prefix(&video.scope, exercise_id);
@@ -509,15 +509,6 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
             attempts: WRITE_ATTEMPTS,
         }
         .into())
-    }
-}
-
-/// A Bunny failure as the API reports it (details stay in the log).
-fn upstream(e: BunnyError) -> ApiError {
-    ApiError::Upstream {
-        provider: Provider::BunnyStream,
-        retryable: matches!(e, BunnyError::Unavailable { .. }),
-        detail: e.to_string(),
     }
 }
 
