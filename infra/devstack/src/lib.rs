@@ -1,9 +1,20 @@
-//! The local cloud's building blocks, shared by the `devstack` command, the integration tests
-//! and the benchmark: moto from the project's venv, a Lambda Runtime API, function processes,
-//! and the local deployment's settings.
+//! The local cloud: moto, a Lambda Runtime API running the real function binaries, the HTTP
+//! gateway with a development authorizer, the CDNs, the Bunny and MediaConvert stand-ins on
+//! ffmpeg, S3 event delivery and the demo page; also the benchmark's building blocks.
 
+pub mod bunny;
+pub mod cdn;
+pub mod dev_jwt;
+pub mod functions;
+pub mod gateway;
+pub mod http_util;
 pub mod lambda_process;
 pub mod local;
+pub mod mediaconvert;
 pub mod moto;
+pub mod object_store;
 pub mod runtime_api;
+pub mod s3_events;
+pub mod stack;
 pub mod template;
+pub mod transcoder;

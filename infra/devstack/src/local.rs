@@ -88,3 +88,37 @@ pub fn moto_with_records(records: &[ExerciseVideo]) -> Result<Moto, String> {
         .map_err(|e| format!("seeding the table: {e}"))?;
     Ok(moto)
 }
+
+/// Applies the template's bucket CORS rule, letting any origin PUT (local pages only).
+pub async fn apply_bucket_cors(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    cors: &crate::template::BucketCors,
+) -> Result<(), String> {
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+    let rule = CorsRule::builder()
+        .set_allowed_methods(Some(cors.methods.clone()))
+        .set_allowed_headers(Some(cors.headers.clone()))
+        .set_expose_headers(Some(cors.exposed.clone()))
+        .allowed_origins("*")
+        .set_max_age_seconds(cors.max_age.map(|a| a as i32))
+        .build()
+        .map_err(|e| e.to_string())?;
+    s3.put_bucket_cors()
+        .bucket(bucket)
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(rule)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "bucket CORS: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(())
+}

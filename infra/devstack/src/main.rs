@@ -1,5 +1,9 @@
 //! `devstack`: the local cloud's command.
 //!
+//! `devstack up [--port 8700] [--provider bunny_stream|aws_mediaconvert] [--release]` runs the
+//! whole pipeline until Ctrl-C (see [`devstack::stack`]). `devstack token --org ORG --role ROLE
+//! [--sub ID]` prints a development JWT the local gateway accepts.
+//!
 //! `devstack invoke FUNCTION --event FILE [--seed FILE] [--release]` starts moto, creates the
 //! table, stores the seed records, runs the function's real bootstrap binary behind a local
 //! Lambda Runtime API, hands it the event, prints the response and stops everything. FUNCTION is
@@ -13,10 +17,15 @@ use devstack::lambda_process::LambdaProcess;
 use devstack::local;
 use devstack::moto::repo_root;
 use devstack::runtime_api::Outcome;
+use devstack::stack::{Stack, StackOptions};
+use std::collections::HashMap;
 use devstack::template::Template;
 use exvid_shared::video::ExerciseVideo;
 
-const USAGE: &str = "usage: devstack invoke FUNCTION --event FILE [--seed FILE] [--release]";
+const USAGE: &str = "usage:
+  devstack up [--port PORT] [--provider bunny_stream|aws_mediaconvert] [--release] [--quiet]
+  devstack token --role ROLE [--org ORG] [--sub ID]
+  devstack invoke FUNCTION --event FILE [--seed FILE] [--release]";
 
 struct InvokeArgs {
     function: String,
@@ -116,9 +125,96 @@ fn invoke(args: InvokeArgs) -> Result<(), String> {
     }
 }
 
+fn flags(args: impl Iterator<Item = String>, valued: &[&str]) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    let mut args = args.peekable();
+    while let Some(a) = args.next() {
+        let name = a
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument '{a}'\n{USAGE}"))?;
+        if valued.contains(&name) {
+            let v = args
+                .next()
+                .ok_or_else(|| format!("--{name} needs a value\n{USAGE}"))?;
+            out.insert(name.to_owned(), v);
+        } else if ["release", "quiet"].contains(&name) {
+            out.insert(name.to_owned(), String::new());
+        } else {
+            return Err(format!("unknown option --{name}\n{USAGE}"));
+        }
+    }
+    Ok(out)
+}
+
+fn token(args: impl Iterator<Item = String>) -> Result<(), String> {
+    let f = flags(args, &["org", "role", "sub"])?;
+    let role = f.get("role").ok_or(USAGE)?;
+    let sub = f.get("sub").cloned().unwrap_or_else(|| format!("dev-{role}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs() as i64;
+    println!(
+        "{}",
+        devstack::dev_jwt::mint(&sub, f.get("org").map(String::as_str), &[role], now)
+    );
+    Ok(())
+}
+
+fn up(args: impl Iterator<Item = String>) -> Result<(), String> {
+    let f = flags(args, &["port", "provider"])?;
+    let mut options = StackOptions::default();
+    if let Some(p) = f.get("port") {
+        options.port = p.parse().map_err(|_| format!("--port {p} is not a port number"))?;
+    }
+    if let Some(p) = f.get("provider") {
+        options.default_provider = p.clone();
+    }
+    options.release = f.contains_key("release");
+    options.echo = !f.contains_key("quiet");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let result = runtime.block_on(async {
+        let mut stack = Stack::start(options.clone()).await?;
+        let u = &stack.urls;
+        println!(
+            "devstack: ready at {}/ (demo page, API, /webhooks/video-ready)\n  \
+             default provider {} (the page can pick either)\n  \
+             Bunny CDN {} · CloudFront CDN {} · Bunny API/TUS {} · MediaConvert {} · moto {}\n  \
+             token: target/debug/devstack token --org org-demo --role admin\n  \
+             Ctrl-C stops everything",
+            u.gateway, options.default_provider, u.bunny_cdn, u.cloudfront_cdn, u.bunny_api, u.mediaconvert, u.moto
+        );
+        println!("devstack: urls {}", serde_json::json!({
+            "gateway": u.gateway, "bunny_cdn": u.bunny_cdn, "cloudfront_cdn": u.cloudfront_cdn,
+            "bunny_api": u.bunny_api, "mediaconvert": u.mediaconvert, "moto": u.moto,
+        }));
+        wait_for_stop().await;
+        println!("devstack: stopping");
+        stack.stop();
+        Ok::<(), String>(())
+    });
+    // Cancels whatever still runs (ffmpeg children die with their tasks).
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_stop() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
+        Some("up") => up(args),
+        Some("token") => token(args),
         Some("invoke") => parse_invoke(args).and_then(invoke),
         _ => Err(USAGE.to_owned()),
     };

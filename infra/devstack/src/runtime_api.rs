@@ -31,6 +31,8 @@ pub enum InvokeError {
 #[derive(Default)]
 struct State {
     queue: VecDeque<(String, Vec<u8>)>,
+    /// Handed to the function by `next`, no outcome yet.
+    in_flight: Vec<String>,
     outcomes: HashMap<String, Outcome>,
     first_poll: Option<Instant>,
     polls: u64,
@@ -111,6 +113,26 @@ impl RuntimeApi {
             Some(e) => Err(InvokeError::InitFailed(e.clone())),
             None => Err(InvokeError::Timeout(timeout)),
         }
+    }
+
+    /// Ends every invocation the function took and did not answer with `error` (its process
+    /// died): their callers get an error now instead of waiting for a timeout.
+    pub fn fail_in_flight(&self, error: &[u8]) -> usize {
+        let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let ids = std::mem::take(&mut s.in_flight);
+        for id in &ids {
+            s.outcomes.insert(id.clone(), Outcome::Error(error.to_vec()));
+        }
+        drop(s);
+        self.shared.changed.notify_all();
+        ids.len()
+    }
+
+    /// Forgets an `init/error` report (before a fresh process starts on this API).
+    pub fn clear_init_error(&self) {
+        let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.init_error = None;
+        s.first_poll = None;
     }
 
     /// The body of an `init/error` report, if the function sent one.
@@ -219,6 +241,7 @@ fn serve(stream: TcpStream, shared: &Shared) -> io::Result<()> {
                     .wait_while(state, |s| s.queue.is_empty())
                     .unwrap_or_else(|e| e.into_inner());
                 let (id, event) = state.queue.pop_front().expect("queue is not empty");
+                state.in_flight.push(id.clone());
                 drop(state);
                 let deadline = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -260,6 +283,7 @@ fn serve(stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 match outcome {
                     Some((id, outcome)) => {
                         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                        state.in_flight.retain(|f| f != id);
                         state.outcomes.insert(id.to_owned(), outcome);
                         shared.changed.notify_all();
                         drop(state);

@@ -235,6 +235,56 @@ impl Template {
         })
     }
 
+    /// The object key wildcards of the EventBridge rule that sends S3 Object Created events to
+    /// `binary` (the local cloud delivers only matching events, as the rule does).
+    pub fn s3_event_key_patterns(&self, binary: &str) -> Result<Vec<String>, TemplateError> {
+        let mut patterns = Vec::new();
+        for (name, f) in self.resources("AWS::Serverless::Function") {
+            if Self::binary(&name, f)? != binary {
+                continue;
+            }
+            for event in f["Properties"]["Events"].as_mapping().into_iter().flatten().map(|(_, e)| e) {
+                let pattern = &event["Properties"]["Pattern"];
+                if event["Type"].as_str() != Some("EventBridgeRule")
+                    || !strings(&pattern["source"]).iter().any(|s| s == "aws.s3")
+                {
+                    continue;
+                }
+                for k in pattern["detail"]["object"]["key"].as_sequence().into_iter().flatten() {
+                    match k["wildcard"].as_str() {
+                        Some(w) => patterns.push(w.to_owned()),
+                        None => {
+                            return Err(TemplateError::Shape(format!(
+                                "{name}: only wildcard key filters are understood locally"
+                            )))
+                        }
+                    }
+                }
+            }
+        }
+        if patterns.is_empty() {
+            return Err(TemplateError::Shape(format!("no S3 event rule for {binary}")));
+        }
+        Ok(patterns)
+    }
+
+    /// The HTTP API's CORS configuration (methods, headers, max age; origins are the
+    /// deployment's parameter, the local gateway allows loopback origins).
+    pub fn api_cors(&self) -> Result<BucketCors, TemplateError> {
+        let apis = self.resources("AWS::Serverless::HttpApi");
+        let cors = apis
+            .iter()
+            .map(|(_, a)| &a["Properties"]["CorsConfiguration"])
+            .find(|c| c.is_mapping())
+            .ok_or_else(|| TemplateError::Shape("no HttpApi with a CorsConfiguration".into()))?;
+        Ok(BucketCors {
+            methods: strings(&cors["AllowMethods"]),
+            headers: strings(&cors["AllowHeaders"]),
+            exposed: strings(&cors["ExposeHeaders"]),
+            max_age: cors["MaxAge"].as_u64(),
+        })
+    }
+
     /// The media bucket's (single) CORS rule.
     pub fn bucket_cors(&self) -> Result<BucketCors, TemplateError> {
         let buckets = self.resources("AWS::S3::Bucket");
@@ -253,6 +303,26 @@ impl Template {
             max_age: rule["MaxAge"].as_u64(),
         })
     }
+}
+
+/// EventBridge's `wildcard` filter: `*` matches any run of characters (slashes included).
+pub fn wildcard_matches(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(i) => rest = &rest[i + middle.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -332,6 +402,36 @@ mod tests {
     }
 
     #[test]
+    fn s3_events_reach_transcode_start_for_originals_and_posters_only() {
+        let p = Template::load_repo()
+            .unwrap()
+            .s3_event_key_patterns("transcode-start")
+            .unwrap();
+        let hit = |k: &str| p.iter().any(|w| wildcard_matches(w, k));
+        assert!(hit("org-a/exercises/ex-1/video/original.mov"));
+        assert!(hit("org-a/exercises/ex-1/thumbnail/poster.jpg"));
+        assert!(!hit("org-a/exercises/ex-1/video/u1/hls/original_360p_00001.ts"));
+        assert!(!hit("org-a/exercises/ex-1/video/u1/mp4/original_720p.mp4"));
+    }
+
+    #[test]
+    fn wildcards_match_like_eventbridge() {
+        assert!(wildcard_matches("*/a/*.x", "p/q/a/b.x"));
+        assert!(wildcard_matches("abc", "abc"));
+        assert!(!wildcard_matches("abc", "abcd"));
+        assert!(wildcard_matches("a*", "a"));
+        assert!(!wildcard_matches("*.jpg", "x.jpgx"));
+    }
+
+    #[test]
+    fn api_cors_is_what_the_gateway_answers_preflights_with() {
+        let cors = Template::load_repo().unwrap().api_cors().unwrap();
+        assert!(cors.methods.iter().any(|m| m == "POST"), "{cors:?}");
+        assert!(cors.headers.iter().any(|h| h == "authorization"), "{cors:?}");
+        assert_eq!(cors.max_age, Some(600));
+    }
+
+    #[test]
     fn path_templates_match_like_api_gateway() {
         let r = Route {
             method: "POST".into(),
@@ -367,5 +467,6 @@ mod tests {
         assert!(t.routes().is_err());
         assert!(t.table_key().is_err());
         assert!(t.bucket_cors().is_err());
+        assert!(t.api_cors().is_err());
     }
 }

@@ -1,0 +1,183 @@
+// The demo page: what a frontend does with exvid's API. Plain JS; hls.js and tus-js-client are
+// vendored from npm and served by the devstack.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const TYPES = { mp4: 'video/mp4', mov: 'video/quicktime', webm: 'video/webm' };
+let hls = null;
+let polling = null;
+
+function log(line) {
+  const li = document.createElement('li');
+  li.textContent = `${new Date().toLocaleTimeString()} ${line}`;
+  $('log').prepend(li);
+}
+
+async function token() {
+  const q = new URLSearchParams({ role: $('role').value, org: $('org').value });
+  const r = await fetch(`/local/token?${q}`);
+  return (await r.json()).token;
+}
+
+async function api(method, body) {
+  const headers = { authorization: `Bearer ${await token()}`, 'x-exvid-provider': $('provider').value };
+  if (body) headers['content-type'] = 'application/json';
+  const r = await fetch(`/v1/exercises/${encodeURIComponent($('exercise').value)}/video`, {
+    method, headers, body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch (_) { /* not JSON */ }
+  return { status: r.status, json };
+}
+
+function setUploadProgress(percent) {
+  const p = Math.max(0, Math.min(100, Math.round(percent)));
+  $('upload-progress').value = p;
+  $('upload-percent').textContent = `${p}%`;
+}
+
+function putToS3(upload, file) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('PUT', upload.url);
+    // The browser sets content-length itself; every other signed header is sent as given.
+    for (const [k, v] of Object.entries(upload.headers || {})) {
+      if (k.toLowerCase() !== 'content-length') xhr.setRequestHeader(k, v);
+    }
+    xhr.upload.onprogress = (e) => e.lengthComputable && setUploadProgress((100 * e.loaded) / e.total);
+    xhr.onload = () => (xhr.status < 300 ? resolve() : reject(new Error(`S3 answered ${xhr.status}`)));
+    xhr.onerror = () => reject(new Error('S3 upload failed'));
+    xhr.send(file);
+  });
+}
+
+function tusUpload(upload, file) {
+  return new Promise((resolve, reject) => {
+    const u = new tus.Upload(file, {
+      endpoint: upload.endpoint,
+      headers: upload.headers,
+      metadata: upload.metadata,
+      retryDelays: [0, 1000, 3000, 5000],
+      onProgress: (sent, total) => setUploadProgress((100 * sent) / total),
+      onSuccess: resolve,
+      onError: reject,
+    });
+    u.start();
+  });
+}
+
+async function uploadFile() {
+  const file = $('file').files[0];
+  if (!file) { log('pick a file first'); return; }
+  const ext = (file.name.split('.').pop() || '').toLowerCase();
+  const contentType = TYPES[ext] || file.type;
+  setUploadProgress(0);
+  $('error').textContent = '';
+  const r = await api('POST', { filename: file.name, content_type: contentType, size_bytes: file.size });
+  if (r.status !== 201) {
+    $('error').textContent = `${r.status} ${r.json ? r.json.title || r.json.message : ''}`;
+    log(`upload refused: ${r.status} ${JSON.stringify(r.json)}`);
+    return;
+  }
+  log(`upload ${r.json.upload_id} via ${r.json.video_provider}`);
+  try {
+    if (r.json.upload.protocol === 'tus') await tusUpload(r.json.upload, file);
+    else await putToS3(r.json.upload, file);
+  } catch (e) {
+    $('error').textContent = String(e.message || e);
+    log(`upload failed: ${e}`);
+    return;
+  }
+  setUploadProgress(100);
+  log('upload finished; waiting for the transcode');
+  startPolling();
+}
+
+function show(v) {
+  $('status').textContent = v.video_status || 'none';
+  $('transcode').textContent = v.video_status === 'processing' && v.video_progress != null
+    ? `(${v.video_progress}%)` : '';
+  $('error').textContent = v.video_error ? `${v.video_error.code}: ${v.video_error.message}` : '';
+  const downloads = v.video_downloads || [];
+  if (downloads.length) {
+    $('download').href = downloads[0].url;
+    $('download').textContent = `Download MP4 (${downloads[0].height}p)`;
+    $('download').hidden = false;
+  } else {
+    $('download').hidden = true;
+  }
+  if (v.video_url && $('player').dataset.src !== v.video_url) play(v);
+}
+
+function play(v) {
+  const video = $('player');
+  video.dataset.src = v.video_url;
+  if (v.video_thumbnail_url) video.poster = v.video_thumbnail_url;
+  if (hls) { hls.destroy(); hls = null; }
+  if (window.Hls && Hls.isSupported()) {
+    hls = new Hls();
+    hls.on(Hls.Events.ERROR, (_, d) => d.fatal && log(`player error: ${d.type} ${d.details}`));
+    hls.loadSource(v.video_url);
+    hls.attachMedia(video);
+  } else {
+    video.src = v.video_url; // Safari plays HLS natively
+  }
+  video.play().catch(() => log('press play to start'));
+  log(`playing ${v.video_provider} rendition`);
+}
+
+async function refresh() {
+  const r = await api('GET');
+  if (r.status === 404) {
+    $('status').textContent = 'no video';
+    return 'none';
+  }
+  if (r.status !== 200) {
+    $('status').textContent = `error ${r.status}`;
+    return 'error';
+  }
+  show(r.json);
+  return r.json.video_status;
+}
+
+function startPolling() {
+  clearInterval(polling);
+  polling = setInterval(async () => {
+    const s = await refresh();
+    if (s === 'ready' || s === 'failed' || s === 'none') {
+      clearInterval(polling);
+      log(`status ${s}`);
+    }
+  }, 1000);
+}
+
+async function remove() {
+  const r = await api('DELETE');
+  log(`delete: ${r.status}`);
+  if (hls) { hls.destroy(); hls = null; }
+  const video = $('player');
+  video.removeAttribute('src');
+  video.removeAttribute('poster');
+  delete video.dataset.src;
+  $('download').hidden = true;
+  setUploadProgress(0);
+  await refresh();
+}
+
+async function init() {
+  const config = await (await fetch('/local/config')).json();
+  for (const p of config.providers) {
+    const o = document.createElement('option');
+    o.value = p;
+    o.textContent = p === 'bunny_stream' ? 'Bunny Stream' : 'S3 + MediaConvert';
+    o.selected = p === config.default_provider;
+    $('provider').append(o);
+  }
+  $('upload').onclick = () => uploadFile().catch((e) => log(`error: ${e}`));
+  $('refresh').onclick = () => refresh();
+  $('delete').onclick = () => remove().catch((e) => log(`error: ${e}`));
+  refresh();
+}
+
+init();

@@ -1,0 +1,540 @@
+//! Bunny Stream stand-in, so the default provider runs locally: the library API (create, get,
+//! delete video; `AccessKey` checked), a TUS server at `{api}/tusupload` that checks
+//! `AuthorizationSignature`/`AuthorizationExpire` on every request like Bunny's, transcoding
+//! through the shared ffmpeg engine into Bunny's delivery layout (`{guid}/playlist.m3u8`,
+//! `{guid}/{h}p/video.m3u8`, `{guid}/play_{h}p.mp4`, `{guid}/thumbnail.jpg`, stored in a
+//! bucket the local Bunny CDN serves), and webhooks signed with the read-only key, in Bunny's
+//! order: 0 queued, 1 processing, 2 encoding, 4 resolution finished, 3 finished (5 on failure).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use exvid_shared::bunny::webhook::{sign, SignatureHeaders, SigningKey};
+use exvid_shared::ids::BunnyGuid;
+use http::{Method, Request as HttpRequest, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::Request;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::http_util::{header, json as json_response, local_origin, read_body, Resp};
+use crate::mediaconvert::Say;
+use crate::object_store::ObjectStore;
+use crate::transcoder::{self, Captures, FileOutput, Variant};
+
+/// Short sides the stand-in encodes (a reduced version of Bunny's 240p–1080p set: enough for
+/// adaptive switching and an MP4 fallback, quick on a laptop).
+const LADDER: [(u32, u32); 2] = [(360, 800_000), (720, 2_500_000)];
+const TUS_PATH: &str = "/tusupload";
+/// Largest upload the stand-in accepts (the API's own limit is 500 MiB).
+const MAX_UPLOAD: u64 = 600 << 20;
+
+pub struct BunnyConfig {
+    pub library_id: u64,
+    pub api_key: String,
+    pub signing_key: String,
+    /// Where webhooks go (the webhook function's URL on the gateway).
+    pub webhook_url: String,
+    /// Bucket holding the delivered files (the local Bunny CDN's origin).
+    pub bucket: String,
+    pub work_dir: PathBuf,
+}
+
+struct TusUpload {
+    guid: String,
+    length: u64,
+    offset: u64,
+    path: PathBuf,
+}
+
+#[derive(Default)]
+struct State {
+    videos: HashMap<String, Value>,
+    uploads: HashMap<String, TusUpload>,
+}
+
+#[derive(Clone)]
+pub struct BunnyStandIn {
+    config: Arc<BunnyConfig>,
+    state: Arc<Mutex<State>>,
+    store: ObjectStore,
+    say: Say,
+}
+
+fn result(status: StatusCode, success: bool, message: &str) -> Resp {
+    json_response(
+        status,
+        &json!({"success": success, "message": message, "statusCode": status.as_u16()}),
+    )
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Headers every TUS answer carries, plus CORS for the page that uploads.
+fn tus_response(status: StatusCode, origin: Option<&str>, extra: &[(&str, String)]) -> Resp {
+    let mut b = http::Response::builder()
+        .status(status)
+        .header("tus-resumable", "1.0.0")
+        .header("cache-control", "no-store");
+    if let Some(o) = origin {
+        b = b
+            .header("access-control-allow-origin", o)
+            .header("vary", "origin")
+            .header(
+                "access-control-expose-headers",
+                "Location, Upload-Offset, Upload-Length, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size",
+            );
+    }
+    for (k, v) in extra {
+        b = b.header(*k, v);
+    }
+    b.body(Full::new(Bytes::new()))
+        .expect("static response parts are valid")
+}
+
+impl BunnyStandIn {
+    pub fn new(config: BunnyConfig, store: ObjectStore, say: Say) -> BunnyStandIn {
+        BunnyStandIn {
+            config: Arc::new(config),
+            state: Arc::default(),
+            store,
+            say,
+        }
+    }
+
+    /// A video's current object (tests and the devstack's own checks).
+    pub fn video(&self, guid: &str) -> Option<Value> {
+        self.lock().videos.get(guid).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub async fn handle(self, req: Request<Incoming>) -> Resp {
+        let path = req.uri().path().to_owned();
+        if path == TUS_PATH || path.starts_with(&format!("{TUS_PATH}/")) {
+            return self.tus(req).await;
+        }
+        self.api(req).await
+    }
+
+    // --- the library API ----------------------------------------------------------------
+
+    async fn api(self, req: Request<Incoming>) -> Resp {
+        if header(&req, "accesskey") != Some(self.config.api_key.as_str()) {
+            return result(
+                StatusCode::UNAUTHORIZED,
+                false,
+                "Authorization has been denied for this request.",
+            );
+        }
+        let prefix = format!("/library/{}/videos", self.config.library_id);
+        let Some(rest) = req.uri().path().strip_prefix(&prefix).map(str::to_owned) else {
+            return result(StatusCode::NOT_FOUND, false, "not found");
+        };
+        let guid = rest.trim_start_matches('/').to_owned();
+        match (req.method().clone(), guid.is_empty()) {
+            (Method::POST, true) => {
+                let Some(body) = read_body(req.into_body(), 64 << 10).await else {
+                    return result(StatusCode::BAD_REQUEST, false, "body too large");
+                };
+                let Some(title) = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|b| b["title"].as_str().map(str::to_owned))
+                else {
+                    return result(StatusCode::BAD_REQUEST, false, "The Title field is required.");
+                };
+                let guid = uuid::Uuid::now_v7().to_string();
+                let video = json!({
+                    "videoLibraryId": self.config.library_id, "guid": guid, "title": title,
+                    "dateUploaded": time::OffsetDateTime::now_utc()
+                        .format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                    "views": 0, "isPublic": false, "length": 0, "status": 0, "framerate": 0,
+                    "rotation": null, "width": 0, "height": 0, "availableResolutions": null,
+                    "thumbnailCount": 0, "encodeProgress": 0, "storageSize": 0, "captions": [],
+                    "hasMP4Fallback": true, "collectionId": "", "thumbnailFileName": null,
+                    "averageWatchTime": 0, "totalWatchTime": 0, "category": "", "chapters": [],
+                    "moments": [], "metaTags": [], "transcodingMessages": []
+                });
+                self.lock().videos.insert(guid.clone(), video.clone());
+                (self.say)(format!("bunny: video {guid} created"));
+                json_response(StatusCode::OK, &video)
+            }
+            (Method::GET, false) => match self.video(&guid) {
+                Some(v) => json_response(StatusCode::OK, &v),
+                None => result(StatusCode::NOT_FOUND, false, "Video not found"),
+            },
+            (Method::DELETE, false) => {
+                let removed = self.lock().videos.remove(&guid).is_some();
+                if !removed {
+                    return result(StatusCode::NOT_FOUND, false, "Video not found");
+                }
+                let _ = self
+                    .store
+                    .delete_prefix(&self.config.bucket, &format!("{guid}/"))
+                    .await;
+                (self.say)(format!("bunny: video {guid} deleted"));
+                result(StatusCode::OK, true, "OK")
+            }
+            _ => result(StatusCode::METHOD_NOT_ALLOWED, false, "method not allowed"),
+        }
+    }
+
+    // --- TUS ----------------------------------------------------------------------------
+
+    /// Bunny's check of the presigned TUS headers: signature, expiry, library, video.
+    fn authorize_tus<B>(&self, req: &Request<B>) -> Result<String, &'static str> {
+        let (Some(sig), Some(expire), Some(guid), Some(lib)) = (
+            header(req, "authorizationsignature"),
+            header(req, "authorizationexpire"),
+            header(req, "videoid"),
+            header(req, "libraryid"),
+        ) else {
+            return Err("missing authorization headers");
+        };
+        let expire: i64 = expire.parse().map_err(|_| "bad AuthorizationExpire")?;
+        if lib != self.config.library_id.to_string() {
+            return Err("wrong library");
+        }
+        let parsed = BunnyGuid::parse(guid).map_err(|_| "bad VideoId")?;
+        let expected = exvid_shared::bunny::tus::authorization_signature(
+            self.config.library_id,
+            &self.config.api_key,
+            expire,
+            &parsed,
+        );
+        use subtle::ConstantTimeEq;
+        if !bool::from(expected.as_bytes().ct_eq(sig.as_bytes())) {
+            return Err("bad signature");
+        }
+        if expire <= now_unix() {
+            return Err("authorization expired");
+        }
+        if !self.lock().videos.contains_key(guid) {
+            return Err("no such video");
+        }
+        Ok(guid.to_owned())
+    }
+
+    async fn tus(self, req: Request<Incoming>) -> Resp {
+        let origin = local_origin(&req);
+        let origin = origin.as_deref();
+        if req.method() == Method::OPTIONS {
+            let mut r = tus_response(
+                StatusCode::NO_CONTENT,
+                origin,
+                &[
+                    ("tus-version", "1.0.0".into()),
+                    ("tus-extension", "creation".into()),
+                    ("tus-max-size", MAX_UPLOAD.to_string()),
+                ],
+            );
+            if origin.is_some() {
+                let h = r.headers_mut();
+                h.insert("access-control-allow-methods", http::HeaderValue::from_static("POST, HEAD, PATCH, OPTIONS"));
+                h.insert("access-control-allow-headers", http::HeaderValue::from_static(
+                    "authorizationsignature, authorizationexpire, videoid, libraryid, tus-resumable, upload-length, upload-metadata, upload-offset, content-type, x-requested-with"));
+                h.insert("access-control-max-age", http::HeaderValue::from_static("600"));
+            }
+            return r;
+        }
+        let guid = match self.authorize_tus(&req) {
+            Ok(g) => g,
+            Err(why) => {
+                (self.say)(format!("bunny: TUS request refused: {why}"));
+                return tus_response(StatusCode::UNAUTHORIZED, origin, &[]);
+            }
+        };
+        let id = req
+            .uri()
+            .path()
+            .strip_prefix(TUS_PATH)
+            .unwrap_or("")
+            .trim_start_matches('/')
+            .to_owned();
+        match (req.method().clone(), id.is_empty()) {
+            (Method::POST, true) => {
+                let Some(length) = header(&req, "upload-length").and_then(|l| l.parse::<u64>().ok())
+                else {
+                    return tus_response(StatusCode::BAD_REQUEST, origin, &[]);
+                };
+                if length > MAX_UPLOAD {
+                    return tus_response(StatusCode::PAYLOAD_TOO_LARGE, origin, &[]);
+                }
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                let path = self.config.work_dir.join("tus").join(&id);
+                if let Some(parent) = path.parent() {
+                    let _ = tokio::fs::create_dir_all(parent).await;
+                }
+                if tokio::fs::write(&path, b"").await.is_err() {
+                    return tus_response(StatusCode::INTERNAL_SERVER_ERROR, origin, &[]);
+                }
+                self.lock().uploads.insert(
+                    id.clone(),
+                    TusUpload {
+                        guid,
+                        length,
+                        offset: 0,
+                        path,
+                    },
+                );
+                let host = header(&req, "host").unwrap_or("127.0.0.1").to_owned();
+                tus_response(
+                    StatusCode::CREATED,
+                    origin,
+                    &[("location", format!("http://{host}{TUS_PATH}/{id}"))],
+                )
+            }
+            (Method::HEAD, false) => {
+                let s = self.lock();
+                match s.uploads.get(&id).filter(|u| u.guid == guid) {
+                    Some(u) => tus_response(
+                        StatusCode::OK,
+                        origin,
+                        &[
+                            ("upload-offset", u.offset.to_string()),
+                            ("upload-length", u.length.to_string()),
+                        ],
+                    ),
+                    None => tus_response(StatusCode::NOT_FOUND, origin, &[]),
+                }
+            }
+            (Method::PATCH, false) => self.patch(req, &id, &guid, origin).await,
+            _ => tus_response(StatusCode::METHOD_NOT_ALLOWED, origin, &[]),
+        }
+    }
+
+    async fn patch(&self, req: Request<Incoming>, id: &str, guid: &str, origin: Option<&str>) -> Resp {
+        let claimed: Option<u64> = header(&req, "upload-offset").and_then(|o| o.parse().ok());
+        let (offset, length, path) = {
+            let s = self.lock();
+            match s.uploads.get(id).filter(|u| u.guid == guid) {
+                Some(u) => (u.offset, u.length, u.path.clone()),
+                None => return tus_response(StatusCode::NOT_FOUND, origin, &[]),
+            }
+        };
+        if claimed != Some(offset) {
+            return tus_response(StatusCode::CONFLICT, origin, &[]);
+        }
+        if header(&req, "content-type") != Some("application/offset+octet-stream") {
+            return tus_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, origin, &[]);
+        }
+        let Ok(mut file) = tokio::fs::OpenOptions::new().append(true).open(&path).await else {
+            return tus_response(StatusCode::NOT_FOUND, origin, &[]);
+        };
+        // Streamed to disk: a phone video never sits in memory whole.
+        let mut body = req.into_body();
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Some(chunk) = frame.data_ref() {
+                if offset + written + chunk.len() as u64 > length
+                    || file.write_all(chunk).await.is_err()
+                {
+                    return tus_response(StatusCode::BAD_REQUEST, origin, &[]);
+                }
+                written += chunk.len() as u64;
+            }
+        }
+        let _ = file.flush().await;
+        let new_offset = offset + written;
+        let done = {
+            let mut s = self.lock();
+            if let Some(u) = s.uploads.get_mut(id) {
+                u.offset = new_offset;
+            }
+            new_offset == length
+        };
+        if done {
+            let this = self.clone();
+            let (guid, path) = (guid.to_owned(), path.clone());
+            (self.say)(format!("bunny: upload received for video {guid} ({length} bytes)"));
+            tokio::spawn(async move { this.process(guid, path).await });
+        }
+        tus_response(
+            StatusCode::NO_CONTENT,
+            origin,
+            &[("upload-offset", new_offset.to_string())],
+        )
+    }
+
+    // --- processing -----------------------------------------------------------------------
+
+    fn update(&self, guid: &str, change: impl FnOnce(&mut Value)) -> bool {
+        match self.lock().videos.get_mut(guid) {
+            Some(v) => {
+                change(v);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends webhook `status` for `guid`, signed; retried a few times like Bunny's sender.
+    async fn webhook(&self, guid: &str, status: i64) {
+        let body = format!(
+            r#"{{"VideoLibraryId":{},"VideoGuid":"{guid}","Status":{status}}}"#,
+            self.config.library_id
+        );
+        let signature = sign(&SigningKey::new(self.config.signing_key.clone()), body.as_bytes());
+        let client = hyper_util::client::legacy::Client::builder(
+            hyper_util::rt::TokioExecutor::new(),
+        )
+        .build_http::<Full<Bytes>>();
+        for attempt in 0..3u32 {
+            let req = HttpRequest::post(&self.config.webhook_url)
+                .header("content-type", "application/json; charset=utf-8")
+                .header("user-agent", "BunnyCDN-Webhook/1.0")
+                .header(SignatureHeaders::VERSION, "v1")
+                .header(SignatureHeaders::ALGORITHM, "hmac-sha256")
+                .header(SignatureHeaders::SIGNATURE, &signature)
+                .body(Full::new(Bytes::from(body.clone())))
+                .expect("valid request");
+            let status_code = client.request(req).await.map(|r| r.status());
+            match status_code {
+                Ok(s) if s.is_success() => {
+                    (self.say)(format!("bunny: webhook {status} for {guid} -> {s}"));
+                    return;
+                }
+                other => {
+                    (self.say)(format!(
+                        "bunny: webhook {status} for {guid} failed ({}), attempt {}",
+                        other.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                        attempt + 1
+                    ));
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                }
+            }
+        }
+    }
+
+    async fn process(self, guid: String, input: PathBuf) {
+        let started = Instant::now();
+        self.update(&guid, |v| v["status"] = json!(1));
+        self.webhook(&guid, 0).await;
+        match self.transcode(&guid, &input).await {
+            Ok(()) => {
+                (self.say)(format!(
+                    "bunny: video {guid} finished in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ));
+                self.webhook(&guid, 4).await;
+                self.update(&guid, |v| {
+                    v["status"] = json!(4);
+                    v["encodeProgress"] = json!(100);
+                });
+                self.webhook(&guid, 3).await;
+            }
+            Err(e) => {
+                (self.say)(format!("bunny: video {guid} failed: {e}"));
+                if self.update(&guid, |v| {
+                    v["status"] = json!(5);
+                    v["transcodingMessages"] = json!([{"timeStamp": time::OffsetDateTime::now_utc()
+                        .format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                        "level": 2, "issueCode": 1, "message": e, "value": null}]);
+                }) {
+                    self.webhook(&guid, 5).await;
+                }
+            }
+        }
+        let _ = tokio::fs::remove_file(&input).await;
+        let _ = tokio::fs::remove_dir_all(self.config.work_dir.join(&guid)).await;
+    }
+
+    async fn transcode(&self, guid: &str, input: &std::path::Path) -> Result<(), String> {
+        self.update(guid, |v| {
+            v["status"] = json!(2);
+            v["encodeProgress"] = json!(0);
+        });
+        self.webhook(guid, 1).await;
+        let probe = transcoder::probe(input).await?;
+        let short = probe.width.min(probe.height);
+        let mut rungs: Vec<(u32, u32)> = LADDER.iter().copied().filter(|(l, _)| *l <= short).collect();
+        if rungs.is_empty() {
+            rungs.push((short - short % 2, LADDER[0].1));
+        }
+        self.update(guid, |v| {
+            v["status"] = json!(3);
+            v["width"] = json!(probe.width);
+            v["height"] = json!(probe.height);
+            v["length"] = json!(probe.duration_seconds.round() as u64);
+        });
+        self.webhook(guid, 2).await;
+        let out = self.config.work_dir.join(guid).join("out");
+        let mut job = transcoder::Job {
+            input: input.to_owned(),
+            out_dir: out.clone(),
+            variants: Vec::new(),
+            master: Some("playlist.m3u8".into()),
+            segment_seconds: 4,
+            mp4: Vec::new(),
+            captures: Some(Captures {
+                width: transcoder::fit(&probe, 720.min(short)).0,
+                height: transcoder::fit(&probe, 720.min(short)).1,
+                every_seconds: (probe.duration_seconds / 2.0).max(0.1),
+                count: 1,
+                pattern: "thumbnail.jpg".into(),
+                first: 0,
+            }),
+        };
+        for (label, bitrate) in &rungs {
+            let (width, height) = transcoder::fit(&probe, *label);
+            job.variants.push(Variant {
+                width,
+                height,
+                bitrate: *bitrate,
+                playlist: format!("{label}p/video.m3u8"),
+                segments: format!("{label}p/video%d.ts"),
+                first_segment: 0,
+            });
+            job.mp4.push(FileOutput {
+                width,
+                height,
+                path: format!("play_{label}p.mp4"),
+            });
+        }
+        let this = self.clone();
+        let g = guid.to_owned();
+        let mut last = 0u8;
+        transcoder::run(&job, &probe, move |p| {
+            let p = p as u8;
+            if p >= last + 10 {
+                last = p;
+                this.update(&g, |v| v["encodeProgress"] = json!(p));
+                (this.say)(format!("bunny: video {g} encoding {p}%"));
+            }
+        })
+        .await?;
+        if self.video(guid).is_none() {
+            return Err("the video was deleted while encoding".into());
+        }
+        let written = self
+            .store
+            .upload_dir(&self.config.bucket, &format!("{guid}/"), &out)
+            .await?;
+        let resolutions = rungs
+            .iter()
+            .map(|(l, _)| format!("{l}p"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let size: u64 = written.iter().map(|(_, s)| s).sum();
+        self.update(guid, |v| {
+            v["availableResolutions"] = json!(resolutions);
+            v["thumbnailFileName"] = json!("thumbnail.jpg");
+            v["thumbnailCount"] = json!(1);
+            v["storageSize"] = json!(size);
+            v["encodeProgress"] = json!(99);
+        });
+        Ok(())
+    }
+}
