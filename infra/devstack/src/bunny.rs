@@ -152,7 +152,11 @@ impl BunnyStandIn {
                     .ok()
                     .and_then(|b| b["title"].as_str().map(str::to_owned))
                 else {
-                    return result(StatusCode::BAD_REQUEST, false, "The Title field is required.");
+                    return result(
+                        StatusCode::BAD_REQUEST,
+                        false,
+                        "The Title field is required.",
+                    );
                 };
                 let guid = uuid::Uuid::now_v7().to_string();
                 let video = json!({
@@ -241,10 +245,16 @@ impl BunnyStandIn {
             );
             if origin.is_some() {
                 let h = r.headers_mut();
-                h.insert("access-control-allow-methods", http::HeaderValue::from_static("POST, HEAD, PATCH, OPTIONS"));
+                h.insert(
+                    "access-control-allow-methods",
+                    http::HeaderValue::from_static("POST, HEAD, PATCH, OPTIONS"),
+                );
                 h.insert("access-control-allow-headers", http::HeaderValue::from_static(
                     "authorizationsignature, authorizationexpire, videoid, libraryid, tus-resumable, upload-length, upload-metadata, upload-offset, content-type, x-requested-with"));
-                h.insert("access-control-max-age", http::HeaderValue::from_static("600"));
+                h.insert(
+                    "access-control-max-age",
+                    http::HeaderValue::from_static("600"),
+                );
             }
             return r;
         }
@@ -264,7 +274,8 @@ impl BunnyStandIn {
             .to_owned();
         match (req.method().clone(), id.is_empty()) {
             (Method::POST, true) => {
-                let Some(length) = header(&req, "upload-length").and_then(|l| l.parse::<u64>().ok())
+                let Some(length) =
+                    header(&req, "upload-length").and_then(|l| l.parse::<u64>().ok())
                 else {
                     return tus_response(StatusCode::BAD_REQUEST, origin, &[]);
                 };
@@ -314,7 +325,13 @@ impl BunnyStandIn {
         }
     }
 
-    async fn patch(&self, req: Request<Incoming>, id: &str, guid: &str, origin: Option<&str>) -> Resp {
+    async fn patch(
+        &self,
+        req: Request<Incoming>,
+        id: &str,
+        guid: &str,
+        origin: Option<&str>,
+    ) -> Resp {
         let claimed: Option<u64> = header(&req, "upload-offset").and_then(|o| o.parse().ok());
         let (offset, length, path) = {
             let s = self.lock();
@@ -358,7 +375,9 @@ impl BunnyStandIn {
         if done {
             let this = self.clone();
             let (guid, path) = (guid.to_owned(), path.clone());
-            (self.say)(format!("bunny: upload received for video {guid} ({length} bytes)"));
+            (self.say)(format!(
+                "bunny: upload received for video {guid} ({length} bytes)"
+            ));
             tokio::spawn(async move { this.process(guid, path).await });
         }
         tus_response(
@@ -386,11 +405,13 @@ impl BunnyStandIn {
             r#"{{"VideoLibraryId":{},"VideoGuid":"{guid}","Status":{status}}}"#,
             self.config.library_id
         );
-        let signature = sign(&SigningKey::new(self.config.signing_key.clone()), body.as_bytes());
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build_http::<Full<Bytes>>();
+        let signature = sign(
+            &SigningKey::new(self.config.signing_key.clone()),
+            body.as_bytes(),
+        );
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
         for attempt in 0..3u32 {
             let req = HttpRequest::post(&self.config.webhook_url)
                 .header("content-type", "application/json; charset=utf-8")
@@ -409,7 +430,9 @@ impl BunnyStandIn {
                 other => {
                     (self.say)(format!(
                         "bunny: webhook {status} for {guid} failed ({}), attempt {}",
-                        other.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                        other
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|e| e.to_string()),
                         attempt + 1
                     ));
                     tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
@@ -459,7 +482,11 @@ impl BunnyStandIn {
         self.webhook(guid, 1).await;
         let probe = transcoder::probe(input).await?;
         let short = probe.width.min(probe.height);
-        let mut rungs: Vec<(u32, u32)> = LADDER.iter().copied().filter(|(l, _)| *l <= short).collect();
+        let mut rungs: Vec<(u32, u32)> = LADDER
+            .iter()
+            .copied()
+            .filter(|(l, _)| *l <= short)
+            .collect();
         if rungs.is_empty() {
             rungs.push((short - short % 2, LADDER[0].1));
         }
@@ -506,7 +533,7 @@ impl BunnyStandIn {
         let this = self.clone();
         let g = guid.to_owned();
         let mut last = 0u8;
-        transcoder::run(&job, &probe, move |p| {
+        let took = transcoder::run(&job, &probe, move |p| {
             let p = p as u8;
             if p >= last + 10 {
                 last = p;
@@ -515,6 +542,10 @@ impl BunnyStandIn {
             }
         })
         .await?;
+        (self.say)(format!(
+            "bunny: video {guid} transcoded (ffmpeg {:.1} s)",
+            took.as_secs_f64()
+        ));
         if self.video(guid).is_none() {
             return Err("the video was deleted while encoding".into());
         }

@@ -82,7 +82,10 @@ impl Cdn {
             }
         };
         if self.refuse_originals && media_keys::is_original(&verified.path) {
-            (self.say)(format!("{}: 403 {} (an original)", self.name, verified.path));
+            (self.say)(format!(
+                "{}: 403 {} (an original)",
+                self.name, verified.path
+            ));
             return empty(answer(StatusCode::FORBIDDEN, origin));
         }
         let key = verified.path.trim_start_matches('/');

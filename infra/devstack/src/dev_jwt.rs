@@ -72,7 +72,8 @@ pub fn authorize(header: Option<&str>, now: i64) -> Result<Map<String, Value>, J
         .filter(|t| !t.is_empty())
         .ok_or(JwtError::Missing)?;
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwtError::Malformed);
     };
@@ -165,7 +166,8 @@ mod tests {
             authorize(Some(&bearer(&format!("{none}.{forged_payload}."))), NOW),
             Err(JwtError::Algorithm)
         );
-        let foreign = sign(&json!({"sub":"u","iss":"https://elsewhere/","aud":AUDIENCE,"exp":NOW+60}));
+        let foreign =
+            sign(&json!({"sub":"u","iss":"https://elsewhere/","aud":AUDIENCE,"exp":NOW+60}));
         assert_eq!(
             authorize(Some(&bearer(&foreign)), NOW),
             Err(JwtError::Audience)

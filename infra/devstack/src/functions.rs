@@ -48,8 +48,14 @@ impl Function {
             .spawn()?;
         // Every line the function writes (its JSON logs) goes out prefixed by its name.
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -102,7 +108,8 @@ impl Function {
         Some(format!(
             "function {} exited ({status}){}{}; {what}",
             self.name,
-            init.map(|e| format!(", init error {e}")).unwrap_or_default(),
+            init.map(|e| format!(", init error {e}"))
+                .unwrap_or_default(),
             if failed > 0 {
                 format!(", {failed} invocation(s) failed")
             } else {
@@ -112,12 +119,7 @@ impl Function {
     }
 
     fn stop(&self) {
-        if let Some(mut child) = self
-            .child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -195,7 +197,10 @@ impl Functions {
 
     /// One supervision pass over every function; the lines describe restarts.
     pub fn supervise(&self) -> Vec<String> {
-        self.by_name.values().filter_map(|f| f.supervise()).collect()
+        self.by_name
+            .values()
+            .filter_map(|f| f.supervise())
+            .collect()
     }
 
     pub fn stop(&self) {

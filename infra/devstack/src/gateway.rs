@@ -23,7 +23,9 @@ use serde_json::{json, Map, Value};
 
 use crate::dev_jwt;
 use crate::functions::{Function, Invocation};
-use crate::http_util::{content_type_for, header, json as json_response, local_origin, read_body, response, Resp};
+use crate::http_util::{
+    content_type_for, header, json as json_response, local_origin, read_body, response, Resp,
+};
 use crate::mediaconvert::Say;
 use crate::template::{BucketCors, Route};
 
@@ -68,7 +70,11 @@ fn query_map(query: &str) -> Map<String, Value> {
     let mut m = Map::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let dec = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let (k, v) = (dec(k), dec(v));
         // API Gateway joins repeated parameters with commas.
         match m.get_mut(&k) {
@@ -160,7 +166,9 @@ fn v2_event(
 /// Turns a function's v2 response into HTTP, as API Gateway does; anything else is a 500.
 fn v2_response(payload: &[u8]) -> Option<Resp> {
     let v: Value = serde_json::from_slice(payload).ok()?;
-    let status = v["statusCode"].as_u64().and_then(|s| StatusCode::from_u16(s as u16).ok())?;
+    let status = v["statusCode"]
+        .as_u64()
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())?;
     let mut b = http::Response::builder().status(status);
     for (k, val) in v["headers"].as_object().into_iter().flatten() {
         if let Some(s) = val.as_str() {
@@ -168,11 +176,21 @@ fn v2_response(payload: &[u8]) -> Option<Resp> {
         }
     }
     for (k, vals) in v["multiValueHeaders"].as_object().into_iter().flatten() {
-        for s in vals.as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for s in vals
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             b = b.header(k.as_str(), s);
         }
     }
-    for c in v["cookies"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for c in v["cookies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         b = b.header("set-cookie", c);
     }
     let body = match v["body"].as_str() {
@@ -227,7 +245,10 @@ impl Gateway {
                 return r;
             }
             if path == "/local/token" {
-                return self.with_cors(self.token(req.uri().query().unwrap_or("")), origin.as_deref());
+                return self.with_cors(
+                    self.token(req.uri().query().unwrap_or("")),
+                    origin.as_deref(),
+                );
             }
         }
         if req.method() == Method::OPTIONS {
@@ -239,32 +260,45 @@ impl Gateway {
             .iter()
             .find_map(|r| r.route.matches(&method, &path).map(|p| (r, p)))
         else {
-            return self.with_cors(gateway_message(StatusCode::NOT_FOUND, "Not Found"), origin.as_deref());
+            return self.with_cors(
+                gateway_message(StatusCode::NOT_FOUND, "Not Found"),
+                origin.as_deref(),
+            );
         };
         let claims = match dev_jwt::authorize(header(&req, "authorization"), now().0) {
             Ok(c) => c,
             Err(e) => {
                 (self.say)(format!("gateway: authorizer refused {method} {path}: {e}"));
                 let mut r = gateway_message(StatusCode::UNAUTHORIZED, "Unauthorized");
-                r.headers_mut().insert(
-                    "www-authenticate",
-                    http::HeaderValue::from_static("Bearer"),
-                );
+                r.headers_mut()
+                    .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
                 return self.with_cors(r, origin.as_deref());
             }
         };
-        let provider = header(&req, PROVIDER_HEADER).unwrap_or(&self.default_provider).to_owned();
-        let function = match api.functions.get(&provider).or_else(|| api.functions.get("")) {
+        let provider = header(&req, PROVIDER_HEADER)
+            .unwrap_or(&self.default_provider)
+            .to_owned();
+        let function = match api
+            .functions
+            .get(&provider)
+            .or_else(|| api.functions.get(""))
+        {
             Some(f) => f.clone(),
             None => {
-                let r = gateway_message(StatusCode::BAD_REQUEST, &format!("unknown provider '{provider}' (local {PROVIDER_HEADER} header)"));
+                let r = gateway_message(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown provider '{provider}' (local {PROVIDER_HEADER} header)"),
+                );
                 return self.with_cors(r, origin.as_deref());
             }
         };
         let query = req.uri().query().unwrap_or("").to_owned();
         let headers = req.headers().clone();
         let Some(body) = read_body(req.into_body(), MAX_BODY).await else {
-            return self.with_cors(gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"), origin.as_deref());
+            return self.with_cors(
+                gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+                origin.as_deref(),
+            );
         };
         let params: Map<String, Value> = params
             .into_iter()
@@ -312,7 +346,9 @@ impl Gateway {
         let Some(body) = read_body(req.into_body(), 6 << 20).await else {
             return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
         };
-        let event = v2_event("$default", &method, &path, &query, &headers, &body, None, None);
+        let event = v2_event(
+            "$default", &method, &path, &query, &headers, &body, None, None,
+        );
         self.answer(self.webhook.clone(), event).await
     }
 
@@ -342,9 +378,14 @@ impl Gateway {
         let Some(role) = get("role") else {
             return gateway_message(StatusCode::BAD_REQUEST, "role is required");
         };
-        let sub = get("sub").map(str::to_owned).unwrap_or_else(|| format!("dev-{role}"));
+        let sub = get("sub")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("dev-{role}"));
         let token = dev_jwt::mint(&sub, get("org"), &[role], now().0);
-        json_response(StatusCode::OK, &json!({ "token": token, "expires_in": dev_jwt::TOKEN_TTL_SECONDS }))
+        json_response(
+            StatusCode::OK,
+            &json!({ "token": token, "expires_in": dev_jwt::TOKEN_TTL_SECONDS }),
+        )
     }
 
     /// The demo page and its vendored scripts.
@@ -367,14 +408,22 @@ impl Gateway {
         };
         Some(match std::fs::read(&file) {
             Ok(bytes) => {
-                let mut r = response(StatusCode::OK, content_type_for(&file.display().to_string()), bytes);
-                r.headers_mut().insert("cache-control", http::HeaderValue::from_static("no-cache"));
+                let mut r = response(
+                    StatusCode::OK,
+                    content_type_for(&file.display().to_string()),
+                    bytes,
+                );
+                r.headers_mut()
+                    .insert("cache-control", http::HeaderValue::from_static("no-cache"));
                 r
             }
             Err(_) => response(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
-                format!("{} is missing: run `make dev` (it installs the page's scripts with npm)\n", file.display()),
+                format!(
+                    "{} is missing: run `make dev` (it installs the page's scripts with npm)\n",
+                    file.display()
+                ),
             ),
         })
     }
@@ -407,8 +456,14 @@ mod tests {
         assert_eq!(e["queryStringParameters"]["a"], "1,2");
         assert_eq!(e["queryStringParameters"]["b"], "x y");
         assert_eq!(e["pathParameters"]["id"], "ex-1");
-        assert_eq!(e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"], "u");
-        assert_eq!(e["requestContext"]["routeKey"], "POST /v1/exercises/{id}/video");
+        assert_eq!(
+            e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"],
+            "u"
+        );
+        assert_eq!(
+            e["requestContext"]["routeKey"],
+            "POST /v1/exercises/{id}/video"
+        );
         assert_eq!(e["body"], "{}");
         assert_eq!(e["isBase64Encoded"], false);
         // The event is what lambda_http reads.
@@ -416,7 +471,16 @@ mod tests {
             serde_json::from_value(e).unwrap();
         assert_eq!(req.raw_path.as_deref(), Some("/v1/exercises/ex-1/video"));
 
-        let binary = v2_event("$default", "POST", "/x", "", &headers, &[0xff, 0xfe], None, None);
+        let binary = v2_event(
+            "$default",
+            "POST",
+            "/x",
+            "",
+            &headers,
+            &[0xff, 0xfe],
+            None,
+            None,
+        );
         assert_eq!(binary["isBase64Encoded"], true);
         assert!(binary["requestContext"].get("authorizer").is_none());
     }

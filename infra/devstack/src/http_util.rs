@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn media_content_types() {
-        assert_eq!(content_type_for("a/original.m3u8"), "application/vnd.apple.mpegurl");
+        assert_eq!(
+            content_type_for("a/original.m3u8"),
+            "application/vnd.apple.mpegurl"
+        );
         assert_eq!(content_type_for("x/video0.ts"), "video/mp2t");
         assert_eq!(content_type_for("play_720p.MP4"), "video/mp4");
         assert_eq!(content_type_for("thumbnail.jpg"), "image/jpeg");

@@ -114,11 +114,6 @@ pub async fn apply_bucket_cors(
         )
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "bucket CORS: {}",
-                aws_sdk_s3::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(|e| format!("bucket CORS: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
     Ok(())
 }

@@ -18,9 +18,9 @@ use devstack::local;
 use devstack::moto::repo_root;
 use devstack::runtime_api::Outcome;
 use devstack::stack::{Stack, StackOptions};
-use std::collections::HashMap;
 use devstack::template::Template;
 use exvid_shared::video::ExerciseVideo;
+use std::collections::HashMap;
 
 const USAGE: &str = "usage:
   devstack up [--port PORT] [--provider bunny_stream|aws_mediaconvert] [--release] [--quiet]
@@ -125,7 +125,10 @@ fn invoke(args: InvokeArgs) -> Result<(), String> {
     }
 }
 
-fn flags(args: impl Iterator<Item = String>, valued: &[&str]) -> Result<HashMap<String, String>, String> {
+fn flags(
+    args: impl Iterator<Item = String>,
+    valued: &[&str],
+) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     let mut args = args.peekable();
     while let Some(a) = args.next() {
@@ -149,7 +152,10 @@ fn flags(args: impl Iterator<Item = String>, valued: &[&str]) -> Result<HashMap<
 fn token(args: impl Iterator<Item = String>) -> Result<(), String> {
     let f = flags(args, &["org", "role", "sub"])?;
     let role = f.get("role").ok_or(USAGE)?;
-    let sub = f.get("sub").cloned().unwrap_or_else(|| format!("dev-{role}"));
+    let sub = f
+        .get("sub")
+        .cloned()
+        .unwrap_or_else(|| format!("dev-{role}"));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
@@ -165,7 +171,9 @@ fn up(args: impl Iterator<Item = String>) -> Result<(), String> {
     let f = flags(args, &["port", "provider"])?;
     let mut options = StackOptions::default();
     if let Some(p) = f.get("port") {
-        options.port = p.parse().map_err(|_| format!("--port {p} is not a port number"))?;
+        options.port = p
+            .parse()
+            .map_err(|_| format!("--port {p} is not a port number"))?;
     }
     if let Some(p) = f.get("provider") {
         options.default_provider = p.clone();
@@ -185,12 +193,21 @@ fn up(args: impl Iterator<Item = String>) -> Result<(), String> {
              Bunny CDN {} · CloudFront CDN {} · Bunny API/TUS {} · MediaConvert {} · moto {}\n  \
              token: target/debug/devstack token --org org-demo --role admin\n  \
              Ctrl-C stops everything",
-            u.gateway, options.default_provider, u.bunny_cdn, u.cloudfront_cdn, u.bunny_api, u.mediaconvert, u.moto
+            u.gateway,
+            options.default_provider,
+            u.bunny_cdn,
+            u.cloudfront_cdn,
+            u.bunny_api,
+            u.mediaconvert,
+            u.moto
         );
-        println!("devstack: urls {}", serde_json::json!({
-            "gateway": u.gateway, "bunny_cdn": u.bunny_cdn, "cloudfront_cdn": u.cloudfront_cdn,
-            "bunny_api": u.bunny_api, "mediaconvert": u.mediaconvert, "moto": u.moto,
-        }));
+        println!(
+            "devstack: urls {}",
+            serde_json::json!({
+                "gateway": u.gateway, "bunny_cdn": u.bunny_cdn, "cloudfront_cdn": u.cloudfront_cdn,
+                "bunny_api": u.bunny_api, "mediaconvert": u.mediaconvert, "moto": u.moto,
+            })
+        );
         wait_for_stop().await;
         println!("devstack: stopping");
         stack.stop();

@@ -26,8 +26,7 @@ pub const ACCOUNT: &str = "123456789012";
 const REGION: &str = "eu-central-1";
 
 /// Where job events go (transcode-complete through EventBridge, in the local cloud).
-pub type EventSink =
-    Arc<dyn Fn(Value) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub type EventSink = Arc<dyn Fn(Value) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 /// Where progress lines go.
 pub type Say = Arc<dyn Fn(String) + Send + Sync>;
 
@@ -101,13 +100,18 @@ pub fn read_plan(body: &Value) -> Result<Plan, String> {
         let outputs = group["outputs"].as_array().cloned().unwrap_or_default();
         let size = |o: &Value| {
             let vd = &o["videoDescription"];
-            (u32_of(&vd["width"]).unwrap_or(0), u32_of(&vd["height"]).unwrap_or(0))
+            (
+                u32_of(&vd["width"]).unwrap_or(0),
+                u32_of(&vd["height"]).unwrap_or(0),
+            )
         };
         let modifier = |o: &Value| o["nameModifier"].as_str().unwrap_or("").to_owned();
         match gs["type"].as_str() {
             Some("HLS_GROUP_SETTINGS") => {
                 let hs = &gs["hlsGroupSettings"];
-                let dest = hs["destination"].as_str().ok_or("HLS group without destination")?;
+                let dest = hs["destination"]
+                    .as_str()
+                    .ok_or("HLS group without destination")?;
                 let rungs = outputs
                     .iter()
                     .map(|o| {
@@ -134,7 +138,8 @@ pub fn read_plan(body: &Value) -> Result<Plan, String> {
                     match o["containerSettings"]["container"].as_str() {
                         Some("MP4") => plan.mp4.push((dest.to_owned(), modifier(o), w, h)),
                         Some("RAW") => {
-                            let fc = &o["videoDescription"]["codecSettings"]["frameCaptureSettings"];
+                            let fc =
+                                &o["videoDescription"]["codecSettings"]["frameCaptureSettings"];
                             let num = fc["framerateNumerator"].as_f64().unwrap_or(1.0).max(1e-3);
                             let den = fc["framerateDenominator"].as_f64().unwrap_or(1.0);
                             plan.captures = Some((
@@ -175,10 +180,18 @@ impl MediaConvertStandIn {
         let path = req.uri().path().to_owned();
         if method == Method::POST && path == JOBS {
             let Some(body) = read_body(req.into_body(), 1 << 20).await else {
-                return error(StatusCode::BAD_REQUEST, "BadRequestException", "body too large");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequestException",
+                    "body too large",
+                );
             };
             let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-                return error(StatusCode::BAD_REQUEST, "BadRequestException", "invalid JSON");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequestException",
+                    "invalid JSON",
+                );
             };
             return self.create(body);
         }
@@ -191,12 +204,20 @@ impl MediaConvertStandIn {
                 };
             }
         }
-        error(StatusCode::NOT_FOUND, "NotFoundException", "no such operation in the stand-in")
+        error(
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            "no such operation in the stand-in",
+        )
     }
 
     fn create(&self, body: Value) -> Resp {
         if body["role"].as_str().is_none_or(str::is_empty) {
-            return error(StatusCode::BAD_REQUEST, "BadRequestException", "role is required");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                "role is required",
+            );
         }
         let plan = match read_plan(&body) {
             Ok(p) => p,
@@ -273,7 +294,10 @@ impl MediaConvertStandIn {
 
     async fn run(self, id: String, plan: Plan) {
         let job = self.set_status(&id, "PROGRESSING", Some(0));
-        let upload = job["userMetadata"]["upload_id"].as_str().unwrap_or("?").to_owned();
+        let upload = job["userMetadata"]["upload_id"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
         (self.say)(format!("mediaconvert: job {id} started (upload {upload})"));
         (self.events)(Self::event(&job, "PROGRESSING", json!({}))).await;
         let started = Instant::now();
@@ -399,13 +423,20 @@ impl MediaConvertStandIn {
         .await;
         drop(tx);
         let _ = updates.await;
-        result.map_err(|e| (1999, e))?;
+        let took = result.map_err(|e| (1999, e))?;
+        (self.say)(format!(
+            "mediaconvert: job {id} transcoded (ffmpeg {:.1} s)",
+            took.as_secs_f64()
+        ));
         self.store_outputs(&out).await?;
         Ok(output_groups(&job, &probe))
     }
 
     async fn store_outputs(&self, out: &std::path::Path) -> Result<(), (i64, String)> {
-        for bucket_dir in std::fs::read_dir(out).map_err(|e| (1999, e.to_string()))?.flatten() {
+        for bucket_dir in std::fs::read_dir(out)
+            .map_err(|e| (1999, e.to_string()))?
+            .flatten()
+        {
             let bucket = bucket_dir.file_name().to_string_lossy().into_owned();
             self.store
                 .upload_dir(&bucket, "", &bucket_dir.path())

@@ -46,7 +46,12 @@ impl ObjectStore {
             .key(key)
             .send()
             .await
-            .map_err(|e| format!("reading s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                format!(
+                    "reading s3://{bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            })?;
         let bytes = out
             .body
             .collect()
@@ -88,7 +93,12 @@ impl ObjectStore {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| format!("writing s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    format!(
+                        "writing s3://{bucket}/{key}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                })?;
             written.push((key, size));
         }
         Ok(written)
@@ -112,9 +122,7 @@ impl ObjectStore {
         {
             Ok(out) => out,
             Err(e) => {
-                let missing = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_no_such_key())
+                let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key())
                     || e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
                 return if missing {
                     Ok(None)
@@ -152,7 +160,13 @@ impl ObjectStore {
             .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
         for o in listed.contents() {
             if let Some(k) = o.key() {
-                let _ = self.client.delete_object().bucket(bucket).key(k).send().await;
+                let _ = self
+                    .client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(k)
+                    .send()
+                    .await;
             }
         }
         Ok(())

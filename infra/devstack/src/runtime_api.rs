@@ -121,7 +121,8 @@ impl RuntimeApi {
         let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         let ids = std::mem::take(&mut s.in_flight);
         for id in &ids {
-            s.outcomes.insert(id.clone(), Outcome::Error(error.to_vec()));
+            s.outcomes
+                .insert(id.clone(), Outcome::Error(error.to_vec()));
         }
         drop(s);
         self.shared.changed.notify_all();

@@ -29,7 +29,12 @@ pub async fn connect(
         .attributes(QueueAttributeName::VisibilityTimeout, "10")
         .send()
         .await
-        .map_err(|e| err("creating the event queue", aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+        .map_err(|e| {
+            err(
+                "creating the event queue",
+                aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            )
+        })?
         .queue_url
         .ok_or("no queue URL")?;
     let arn = sqs
@@ -38,7 +43,12 @@ pub async fn connect(
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| err("reading the queue ARN", aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+        .map_err(|e| {
+            err(
+                "reading the queue ARN",
+                aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            )
+        })?
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .ok_or("no queue ARN")?;
@@ -56,13 +66,21 @@ pub async fn connect(
         )
         .send()
         .await
-        .map_err(|e| err("configuring bucket notifications", aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| {
+            err(
+                "configuring bucket notifications",
+                aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+            )
+        })?;
     Ok(url)
 }
 
 /// An S3 event's object key, decoded (S3 URL-encodes keys in notifications).
 fn key(record: &Value) -> String {
-    let raw = record["s3"]["object"]["key"].as_str().unwrap_or("").replace('+', " ");
+    let raw = record["s3"]["object"]["key"]
+        .as_str()
+        .unwrap_or("")
+        .replace('+', " ");
     percent_encoding::percent_decode_str(&raw)
         .decode_utf8_lossy()
         .into_owned()
@@ -106,7 +124,10 @@ pub async fn deliver(
         let messages = match received {
             Ok(r) => r.messages.unwrap_or_default(),
             Err(e) => {
-                say(format!("s3 events: polling failed: {}", aws_sdk_sqs::error::DisplayErrorContext(e)));
+                say(format!(
+                    "s3 events: polling failed: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ));
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }

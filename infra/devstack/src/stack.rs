@@ -87,7 +87,10 @@ fn vendor_files() -> Vec<(&'static str, PathBuf)> {
     let modules = repo_root().join("infra/devstack/demo/node_modules");
     vec![
         ("vendor/hls.min.js", modules.join("hls.js/dist/hls.min.js")),
-        ("vendor/tus.min.js", modules.join("tus-js-client/dist/tus.min.js")),
+        (
+            "vendor/tus.min.js",
+            modules.join("tus-js-client/dist/tus.min.js"),
+        ),
     ]
 }
 
@@ -107,14 +110,23 @@ impl Stack {
             );
         }
         let template = Template::load_repo().map_err(|e| e.to_string())?;
-        let port = |offset: u16| if options.port == 0 { 0 } else { options.port + offset };
+        let port = |offset: u16| {
+            if options.port == 0 {
+                0
+            } else {
+                options.port + offset
+            }
+        };
         let gateway_l = bind(port(0), "gateway").await?;
         let bunny_cdn_l = bind(port(1), "Bunny CDN").await?;
         let cloudfront_l = bind(port(2), "CloudFront CDN").await?;
         let bunny_api_l = bind(port(3), "Bunny API").await?;
         let mediaconvert_l = bind(0, "MediaConvert").await?;
         let url = |l: &tokio::net::TcpListener| {
-            format!("http://127.0.0.1:{}", l.local_addr().map(|a| a.port()).unwrap_or(0))
+            format!(
+                "http://127.0.0.1:{}",
+                l.local_addr().map(|a| a.port()).unwrap_or(0)
+            )
         };
 
         let moto = tokio::task::spawn_blocking(Moto::start)
@@ -138,14 +150,19 @@ impl Stack {
                     println!("[devstack] {line}");
                     let _ = std::io::stdout().flush();
                 }
-                log.lock().unwrap_or_else(|e| e.into_inner()).push(format!("[devstack] {line}"));
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("[devstack] {line}"));
             })
         };
 
         // --- AWS resources, from the template's definitions -------------------------------
         let sdk = local::moto_sdk_config(&urls.moto).await;
         let store = DynamoStore::from_sdk_config(&sdk, local::TABLE_NAME);
-        store.create_table().await.map_err(|e| format!("creating the table: {e}"))?;
+        store
+            .create_table()
+            .await
+            .map_err(|e| format!("creating the table: {e}"))?;
         let objects = ObjectStore::new(&sdk);
         let s3 = objects.client().clone();
         for bucket in [local::MEDIA_BUCKET, BUNNY_BUCKET] {
@@ -159,7 +176,12 @@ impl Stack {
                 )
                 .send()
                 .await
-                .map_err(|e| format!("creating bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    format!(
+                        "creating bucket {bucket}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                })?;
         }
         let cors = template.bucket_cors().map_err(|e| e.to_string())?;
         local::apply_bucket_cors(&s3, local::MEDIA_BUCKET, &cors).await?;
@@ -208,7 +230,9 @@ impl Stack {
                     println!("[{name}] {line}");
                     let _ = std::io::stdout().flush();
                 }
-                log.lock().unwrap_or_else(|e| e.into_inner()).push(format!("[{name}] {line}"));
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("[{name}] {line}"));
             })
         };
         let functions = Arc::new(Functions::start(specs, function_log)?);
@@ -216,7 +240,11 @@ impl Stack {
         let not_ready = tokio::task::spawn_blocking(move || {
             ready_check
                 .names()
-                .filter(|n| !ready_check.get(n).is_some_and(|f| f.wait_ready(Duration::from_secs(15))))
+                .filter(|n| {
+                    !ready_check
+                        .get(n)
+                        .is_some_and(|f| f.wait_ready(Duration::from_secs(15)))
+                })
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         })
@@ -231,7 +259,11 @@ impl Stack {
                 .ok_or_else(|| format!("the template has no function {name}"))
         };
 
-        let work_dir = std::env::temp_dir().join(format!("exvid-devstack-{}-{}", std::process::id(), urls.gateway.rsplit(':').next().unwrap_or("0")));
+        let work_dir = std::env::temp_dir().join(format!(
+            "exvid-devstack-{}-{}",
+            std::process::id(),
+            urls.gateway.rsplit(':').next().unwrap_or("0")
+        ));
         let _ = std::fs::remove_dir_all(&work_dir);
         std::fs::create_dir_all(&work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
 
@@ -259,10 +291,19 @@ impl Stack {
                 })
             })
         };
-        let mediaconvert = MediaConvertStandIn::new(objects.clone(), work_dir.join("mediaconvert"), events, say.clone());
-        tasks.push(serve(mediaconvert_l, move |req| mediaconvert.clone().handle(req)));
+        let mediaconvert = MediaConvertStandIn::new(
+            objects.clone(),
+            work_dir.join("mediaconvert"),
+            events,
+            say.clone(),
+        );
+        tasks.push(serve(mediaconvert_l, move |req| {
+            mediaconvert.clone().handle(req)
+        }));
 
-        let library_id: u64 = local::BUNNY_LIBRARY_ID.parse().map_err(|_| "bad local library id")?;
+        let library_id: u64 = local::BUNNY_LIBRARY_ID
+            .parse()
+            .map_err(|_| "bad local library id")?;
         let bunny = BunnyStandIn::new(
             BunnyConfig {
                 library_id,
@@ -279,8 +320,20 @@ impl Stack {
         tasks.push(serve(bunny_api_l, move |req| b.clone().handle(req)));
 
         for (listener, name, key, bucket, refuse) in [
-            (bunny_cdn_l, "bunny-cdn", local::BUNNY_CDN_TOKEN_KEY, BUNNY_BUCKET, false),
-            (cloudfront_l, "cloudfront", local::CLOUDFRONT_TOKEN_KEY, local::MEDIA_BUCKET, true),
+            (
+                bunny_cdn_l,
+                "bunny-cdn",
+                local::BUNNY_CDN_TOKEN_KEY,
+                BUNNY_BUCKET,
+                false,
+            ),
+            (
+                cloudfront_l,
+                "cloudfront",
+                local::CLOUDFRONT_TOKEN_KEY,
+                local::MEDIA_BUCKET,
+                true,
+            ),
         ] {
             let cdn = Cdn {
                 name,

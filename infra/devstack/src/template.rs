@@ -243,14 +243,23 @@ impl Template {
             if Self::binary(&name, f)? != binary {
                 continue;
             }
-            for event in f["Properties"]["Events"].as_mapping().into_iter().flatten().map(|(_, e)| e) {
+            for event in f["Properties"]["Events"]
+                .as_mapping()
+                .into_iter()
+                .flatten()
+                .map(|(_, e)| e)
+            {
                 let pattern = &event["Properties"]["Pattern"];
                 if event["Type"].as_str() != Some("EventBridgeRule")
                     || !strings(&pattern["source"]).iter().any(|s| s == "aws.s3")
                 {
                     continue;
                 }
-                for k in pattern["detail"]["object"]["key"].as_sequence().into_iter().flatten() {
+                for k in pattern["detail"]["object"]["key"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                {
                     match k["wildcard"].as_str() {
                         Some(w) => patterns.push(w.to_owned()),
                         None => {
@@ -263,7 +272,9 @@ impl Template {
             }
         }
         if patterns.is_empty() {
-            return Err(TemplateError::Shape(format!("no S3 event rule for {binary}")));
+            return Err(TemplateError::Shape(format!(
+                "no S3 event rule for {binary}"
+            )));
         }
         Ok(patterns)
     }
@@ -410,7 +421,9 @@ mod tests {
         let hit = |k: &str| p.iter().any(|w| wildcard_matches(w, k));
         assert!(hit("org-a/exercises/ex-1/video/original.mov"));
         assert!(hit("org-a/exercises/ex-1/thumbnail/poster.jpg"));
-        assert!(!hit("org-a/exercises/ex-1/video/u1/hls/original_360p_00001.ts"));
+        assert!(!hit(
+            "org-a/exercises/ex-1/video/u1/hls/original_360p_00001.ts"
+        ));
         assert!(!hit("org-a/exercises/ex-1/video/u1/mp4/original_720p.mp4"));
     }
 
@@ -427,7 +440,10 @@ mod tests {
     fn api_cors_is_what_the_gateway_answers_preflights_with() {
         let cors = Template::load_repo().unwrap().api_cors().unwrap();
         assert!(cors.methods.iter().any(|m| m == "POST"), "{cors:?}");
-        assert!(cors.headers.iter().any(|h| h == "authorization"), "{cors:?}");
+        assert!(
+            cors.headers.iter().any(|h| h == "authorization"),
+            "{cors:?}"
+        );
         assert_eq!(cors.max_age, Some(600));
     }
 

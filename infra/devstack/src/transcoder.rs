@@ -76,7 +76,14 @@ pub fn ffmpeg_available() -> bool {
 
 pub async fn probe(input: &Path) -> Result<Probe, String> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(input)
         .kill_on_drop(true)
         .output()
@@ -142,7 +149,9 @@ fn arguments(job: &Job, probe: &Probe) -> Vec<String> {
     graph.push(format!(
         "[0:v]split={}{}",
         sizes.len(),
-        (0..sizes.len()).map(|i| format!("[s{i}]")).collect::<String>()
+        (0..sizes.len())
+            .map(|i| format!("[s{i}]"))
+            .collect::<String>()
     ));
     for (i, (w, h, kind)) in sizes.iter().enumerate() {
         let fps = match (kind, &job.captures) {
@@ -154,17 +163,21 @@ fn arguments(job: &Job, probe: &Probe) -> Vec<String> {
         ));
         labels.push(format!("[o{i}]"));
     }
-    let mut a: Vec<String> = [
-        "-filter_complex".into(),
-        graph.join(";"),
-    ]
-    .into();
+    let mut a: Vec<String> = ["-filter_complex".into(), graph.join(";")].into();
     let gop = 2.0;
     let video = |a: &mut Vec<String>, label: &str, bitrate: u32| {
         a.extend(
             [
-                "-map", label, "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main",
-                "-pix_fmt", "yuv420p",
+                "-map",
+                label,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-profile:v",
+                "main",
+                "-pix_fmt",
+                "yuv420p",
             ]
             .map(String::from),
         );
@@ -181,9 +194,7 @@ fn arguments(job: &Job, probe: &Probe) -> Vec<String> {
             "0".into(),
         ]);
         if probe.has_audio {
-            a.extend(
-                ["-map", "0:a:0", "-c:a", "aac", "-b:a", "96k", "-ac", "2"].map(String::from),
-            );
+            a.extend(["-map", "0:a:0", "-c:a", "aac", "-b:a", "96k", "-ac", "2"].map(String::from));
         }
     };
     let mut i = 0;
@@ -208,7 +219,11 @@ fn arguments(job: &Job, probe: &Probe) -> Vec<String> {
         i += 1;
     }
     for m in &job.mp4 {
-        let bitrate = if m.height.min(m.width) >= 1080 { 5_000_000 } else { 2_000_000 };
+        let bitrate = if m.height.min(m.width) >= 1080 {
+            5_000_000
+        } else {
+            2_000_000
+        };
         video(&mut a, &labels[i], bitrate);
         a.extend([
             "-movflags".into(),
@@ -239,9 +254,16 @@ fn arguments(job: &Job, probe: &Probe) -> Vec<String> {
 
 /// The master playlist listing `variants` (relative URIs: the playlists sit beside it).
 pub fn master_playlist(variants: &[Variant], has_audio: bool, master: &str) -> String {
-    let base = Path::new(master).parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = Path::new(master)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let codecs = if has_audio { "avc1.4d401f,mp4a.40.2" } else { "avc1.4d401f" };
+    let codecs = if has_audio {
+        "avc1.4d401f,mp4a.40.2"
+    } else {
+        "avc1.4d401f"
+    };
     for v in variants {
         let uri = Path::new(&v.playlist)
             .strip_prefix(&base)
@@ -258,9 +280,14 @@ pub fn master_playlist(variants: &[Variant], has_audio: bool, master: &str) -> S
     m
 }
 
-/// Runs `job` (the source already probed), calling `progress(percent)` as ffmpeg advances.
-/// ffmpeg dies with the task (`kill_on_drop`), so stopping the local cloud leaves none behind.
-pub async fn run(job: &Job, probe: &Probe, mut progress: impl FnMut(f64)) -> Result<(), String> {
+/// Runs `job` (the source already probed), calling `progress(percent)` as ffmpeg advances;
+/// returns how long ffmpeg took. ffmpeg dies with the task (`kill_on_drop`), so stopping the
+/// local cloud leaves none behind.
+pub async fn run(
+    job: &Job,
+    probe: &Probe,
+    mut progress: impl FnMut(f64),
+) -> Result<std::time::Duration, String> {
     for rel in job
         .variants
         .iter()
@@ -275,6 +302,7 @@ pub async fn run(job: &Job, probe: &Probe, mut progress: impl FnMut(f64)) -> Res
                 .map_err(|e| format!("creating {}: {e}", parent.display()))?;
         }
     }
+    let started = std::time::Instant::now();
     let mut child = Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(&job.input)
@@ -318,8 +346,9 @@ pub async fn run(job: &Job, probe: &Probe, mut progress: impl FnMut(f64)) -> Res
         .await
         .map_err(|e| format!("writing the master playlist: {e}"))?;
     }
+    let took = started.elapsed();
     progress(100.0);
-    Ok(())
+    Ok(took)
 }
 
 /// Every file under `dir`, as paths relative to it (sorted: uploads in a stable order).
@@ -374,7 +403,9 @@ mod tests {
             "g/playlist.m3u8",
         );
         assert!(m.starts_with("#EXTM3U\n"));
-        assert!(m.contains("RESOLUTION=640x360,CODECS=\"avc1.4d401f,mp4a.40.2\"\n360p/video.m3u8\n"));
+        assert!(
+            m.contains("RESOLUTION=640x360,CODECS=\"avc1.4d401f,mp4a.40.2\"\n360p/video.m3u8\n")
+        );
         assert!(m.contains("BANDWIDTH=596000"));
         assert!(!master_playlist(&[v(360, "a.m3u8")], false, "m.m3u8").contains("mp4a"));
     }

@@ -1,0 +1,546 @@
+//! End to end through the local cloud, for each provider: a 10 s 720p clip made by ffmpeg is
+//! uploaded through the API exactly as the demo page does (S3 presigned PUT, or TUS to the Bunny
+//! stand-in), the test waits for `ready`, then fetches the signed master playlist, a variant
+//! playlist, a segment and an MP4 range through the CDN; tampered and expired tokens get 403.
+//! The time from "upload finished" to `ready` is reported, split into ffmpeg time and pipeline
+//! overhead (written to `target/e2e-timing.txt`; `make test` prints it).
+//!
+//! Needs the function binaries (`cargo build --workspace --bins`, which `make test` runs) and
+//! ffmpeg; it fails, rather than skips, without them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use devstack::dev_jwt;
+use devstack::local;
+use devstack::stack::{Stack, StackOptions};
+use exvid_shared::playback_token::{signed_url, TokenKey, TokenOptions, UrlForm};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+async fn fetch(method: &str, url: &str, headers: &[(&str, String)], body: Vec<u8>) -> Reply {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A 10 s 720p clip with sound, made once per test run.
+fn clip() -> &'static Vec<u8> {
+    static CLIP: OnceLock<Vec<u8>> = OnceLock::new();
+    CLIP.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("exvid-e2e-{}.mp4", std::process::id()));
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=1280x720:rate=30:duration=10")
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=10"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-shortest",
+            ])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg must be installed for the end-to-end tests (apt-get install ffmpeg)");
+        assert!(status.success(), "ffmpeg could not make the test clip");
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        bytes
+    })
+}
+
+async fn start() -> Stack {
+    let options = StackOptions {
+        port: 0,
+        echo: false,
+        ..StackOptions::default()
+    };
+    Stack::start(options)
+        .await
+        .unwrap_or_else(|e| panic!("the local cloud did not start: {e}"))
+}
+
+fn bearer(org: &str, role: &str) -> (&'static str, String) {
+    (
+        "authorization",
+        format!(
+            "Bearer {}",
+            dev_jwt::mint(&format!("e2e-{role}"), Some(org), &[role], now())
+        ),
+    )
+}
+
+/// Resolves `reference` against `base` the way a player does (relative to the directory).
+fn resolve(base: &str, reference: &str) -> String {
+    if reference.starts_with("http") {
+        return reference.to_owned();
+    }
+    let dir = &base[..base.rfind('/').unwrap() + 1];
+    format!("{dir}{reference}")
+}
+
+fn first_uri(playlist: &str) -> String {
+    playlist
+        .lines()
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no URI in playlist:\n{playlist}"))
+        .to_owned()
+}
+
+/// One line of `target/e2e-timing.txt`.
+fn report(line: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-timing.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+    eprintln!("{line}");
+}
+
+/// The ffmpeg seconds a stand-in logged for its job (`… (ffmpeg 6.1 s)`).
+fn ffmpeg_seconds(stack: &Stack) -> f64 {
+    stack
+        .log()
+        .iter()
+        .filter_map(|l| l.split("(ffmpeg ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn upload_with_tus(upload: &Value, file: &[u8]) {
+    let h = &upload["headers"];
+    let auth: Vec<(&str, String)> = [
+        "AuthorizationSignature",
+        "AuthorizationExpire",
+        "VideoId",
+        "LibraryId",
+    ]
+    .iter()
+    .map(|k| (*k, h[*k].as_str().unwrap().to_owned()))
+    .collect();
+    let endpoint = upload["endpoint"].as_str().unwrap();
+    // A tampered signature is refused before anything is stored.
+    let mut forged = auth.clone();
+    forged[0].1 = forged[0].1.replace(
+        &forged[0].1[..1],
+        if forged[0].1.starts_with('0') {
+            "1"
+        } else {
+            "0"
+        },
+    );
+    let mut create = forged.clone();
+    create.extend([
+        ("Tus-Resumable", "1.0.0".into()),
+        ("Upload-Length", file.len().to_string()),
+    ]);
+    assert_eq!(fetch("POST", endpoint, &create, vec![]).await.status, 401);
+
+    let mut create = auth.clone();
+    create.extend([
+        ("Tus-Resumable", "1.0.0".into()),
+        ("Upload-Length", file.len().to_string()),
+    ]);
+    let created = fetch("POST", endpoint, &create, vec![]).await;
+    assert_eq!(created.status, 201);
+    let location = created.header("location").to_owned();
+    // Two chunks, the second after a HEAD, as a resumed upload does.
+    let half = file.len() / 2;
+    let mut offset = 0;
+    for (i, chunk) in [&file[..half], &file[half..]].into_iter().enumerate() {
+        if i == 1 {
+            let mut head = auth.clone();
+            head.push(("Tus-Resumable", "1.0.0".into()));
+            let h = fetch("HEAD", &location, &head, vec![]).await;
+            assert_eq!(h.header("upload-offset"), half.to_string());
+        }
+        let mut patch = auth.clone();
+        patch.extend([
+            ("Tus-Resumable", "1.0.0".into()),
+            ("Upload-Offset", offset.to_string()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ]);
+        let r = fetch("PATCH", &location, &patch, chunk.to_vec()).await;
+        assert_eq!(r.status, 204, "PATCH at {offset}");
+        offset += chunk.len();
+        assert_eq!(r.header("upload-offset"), offset.to_string());
+    }
+}
+
+async fn upload_to_s3(upload: &Value, file: &[u8]) {
+    let headers: Vec<(&str, String)> = upload["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let r = fetch(
+        "PUT",
+        upload["url"].as_str().unwrap(),
+        &headers,
+        file.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        200,
+        "presigned PUT: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+async fn full_flow(provider: &str) {
+    let file = clip();
+    let stack = start().await;
+    let result = tokio::time::timeout(Duration::from_secs(240), flow(&stack, provider, file)).await;
+    match result {
+        Ok(()) => {}
+        Err(_) => panic!(
+            "{provider}: timed out; the local cloud's log:\n{}",
+            stack.log().join("\n")
+        ),
+    }
+}
+
+async fn flow(stack: &Stack, provider: &str, file: &[u8]) {
+    let api = format!("{}/v1/exercises/ex-e2e/video", stack.urls.gateway);
+    let admin = bearer("org-e2e", "admin");
+    let patient = bearer("org-e2e", "patient");
+    let intake = fetch(
+        "POST",
+        &api,
+        &[
+            admin.clone(),
+            ("content-type", "application/json".into()),
+            ("x-exvid-provider", provider.into()),
+        ],
+        json!({"filename": "knee bend.mp4", "content_type": "video/mp4", "size_bytes": file.len()})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        intake.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&intake.body)
+    );
+    let intake = intake.json();
+    assert_eq!(intake["video_provider"], provider);
+    let upload = &intake["upload"];
+    if provider == "bunny_stream" {
+        upload_with_tus(upload, file).await;
+    } else {
+        upload_to_s3(upload, file).await;
+    }
+    let uploaded = Instant::now();
+
+    let mut saw_progress = false;
+    let status = loop {
+        let r = fetch("GET", &api, &[patient.clone()], vec![]).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json();
+        if v["video_status"] == "processing" && v["video_progress"].is_number() {
+            saw_progress = true;
+        }
+        if v["video_status"] == "ready" || v["video_status"] == "failed" {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let to_ready = uploaded.elapsed().as_secs_f64();
+    assert_eq!(
+        status["video_status"],
+        "ready",
+        "{status}\n{}",
+        stack.log().join("\n")
+    );
+    let transcode = ffmpeg_seconds(stack);
+    report(&format!(
+        "e2e {provider}: 10 s 720p clip, upload finished -> ready {to_ready:.1} s = transcode (ffmpeg) {transcode:.1} s + pipeline overhead {:.1} s",
+        to_ready - transcode
+    ));
+    assert!(
+        saw_progress || provider == "bunny_stream",
+        "no processing percent was ever shown"
+    );
+    assert_eq!(status["video_width"], 1280);
+    assert_eq!(status["video_height"], 720);
+    assert!(
+        (status["video_duration_seconds"].as_f64().unwrap() - 10.0).abs() < 0.6,
+        "{status}"
+    );
+
+    // Master -> variant -> segment through the CDN, with the directory token.
+    let master_url = status["video_url"].as_str().unwrap().to_owned();
+    let master = fetch("GET", &master_url, &[], vec![]).await;
+    assert_eq!(master.status, 200);
+    assert_eq!(
+        master.header("content-type"),
+        "application/vnd.apple.mpegurl"
+    );
+    let master_text = String::from_utf8_lossy(&master.body).into_owned();
+    assert!(master_text.contains("RESOLUTION=1280x720"), "{master_text}");
+    let variant_url = resolve(&master_url, &first_uri(&master_text));
+    let variant = fetch("GET", &variant_url, &[], vec![]).await;
+    assert_eq!(variant.status, 200, "{variant_url}");
+    let segment_url = resolve(
+        &variant_url,
+        &first_uri(&String::from_utf8_lossy(&variant.body)),
+    );
+    let segment = fetch(
+        "GET",
+        &segment_url,
+        &[("origin", "http://127.0.0.1:9".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(segment.status, 200, "{segment_url}");
+    assert_eq!(segment.header("content-type"), "video/mp2t");
+    assert_eq!(
+        segment.header("access-control-allow-origin"),
+        "http://127.0.0.1:9"
+    );
+    assert_eq!(
+        segment.body[0], 0x47,
+        "an MPEG-TS segment starts with a sync byte"
+    );
+
+    // The MP4 download and the poster, with ranges for seeking.
+    let mp4_url = status["video_downloads"][0]["url"].as_str().unwrap();
+    let range = fetch("GET", mp4_url, &[("range", "bytes=0-99".into())], vec![]).await;
+    assert_eq!(range.status, 206);
+    assert_eq!(range.body.len(), 100);
+    assert_eq!(&range.body[4..8], b"ftyp");
+    assert!(range.header("content-range").starts_with("bytes 0-99/"));
+    let poster = fetch(
+        "GET",
+        status["video_thumbnail_url"].as_str().unwrap(),
+        &[],
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        (poster.status, poster.header("content-type")),
+        (200, "image/jpeg")
+    );
+
+    // Tampered, missing and expired tokens are refused.
+    let token_at = master_url.find("HS256-").unwrap() + 6;
+    let mut tampered = master_url.clone();
+    let c = if &tampered[token_at..token_at + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    tampered.replace_range(token_at..token_at + 1, c);
+    assert_eq!(fetch("GET", &tampered, &[], vec![]).await.status, 403);
+    let bare = mp4_url.split('?').next().unwrap();
+    assert_eq!(fetch("GET", bare, &[], vec![]).await.status, 403);
+    let (cdn, key) = if provider == "bunny_stream" {
+        (&stack.urls.bunny_cdn, local::BUNNY_CDN_TOKEN_KEY)
+    } else {
+        (&stack.urls.cloudfront_cdn, local::CLOUDFRONT_TOKEN_KEY)
+    };
+    let path = &bare[cdn.len()..];
+    let opts = TokenOptions::default();
+    let key = TokenKey::new(key);
+    let expired = signed_url(&key, cdn, path, now() - 5, &opts, UrlForm::Query);
+    assert_eq!(fetch("GET", &expired, &[], vec![]).await.status, 403);
+    let fresh = signed_url(&key, cdn, path, now() + 60, &opts, UrlForm::Query);
+    assert_eq!(
+        fetch("GET", &fresh, &[], vec![]).await.status,
+        200,
+        "{fresh}"
+    );
+    if provider == "aws_mediaconvert" {
+        // A valid token for the uploaded original is still a 403: originals never leave S3.
+        let original = "/org-e2e/exercises/ex-e2e/video/original.mp4";
+        let url = signed_url(&key, cdn, original, now() + 60, &opts, UrlForm::Query);
+        assert_eq!(fetch("GET", &url, &[], vec![]).await.status, 403);
+    }
+
+    // Another org cannot see it; the admin deletes it; it is gone from the CDN too.
+    let other = bearer("org-other", "admin");
+    assert_eq!(fetch("GET", &api, &[other], vec![]).await.status, 404);
+    assert_eq!(
+        fetch("DELETE", &api, &[admin.clone()], vec![]).await.status,
+        204
+    );
+    assert_eq!(fetch("GET", &api, &[admin], vec![]).await.status, 404);
+    assert_eq!(fetch("GET", &segment_url, &[], vec![]).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bunny_stream_upload_to_playback() {
+    full_flow("bunny_stream").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mediaconvert_upload_to_playback() {
+    full_flow("aws_mediaconvert").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_authorizes_answers_preflights_and_survives_a_crashed_function() {
+    let stack = start().await;
+    let api = format!("{}/v1/exercises/ex-1/video", stack.urls.gateway);
+    // The authorizer: no token, a forged one, an expired one -> 401 before any function runs.
+    assert_eq!(fetch("GET", &api, &[], vec![]).await.status, 401);
+    let forged = dev_jwt::mint("u", Some("org-a"), &["admin"], now()).replace('.', ".x");
+    assert_eq!(
+        fetch(
+            "GET",
+            &api,
+            &[("authorization", format!("Bearer {forged}"))],
+            vec![]
+        )
+        .await
+        .status,
+        401
+    );
+    let expired = dev_jwt::mint(
+        "u",
+        Some("org-a"),
+        &["admin"],
+        now() - dev_jwt::TOKEN_TTL_SECONDS - 1,
+    );
+    assert_eq!(
+        fetch(
+            "GET",
+            &api,
+            &[("authorization", format!("Bearer {expired}"))],
+            vec![]
+        )
+        .await
+        .status,
+        401
+    );
+    // Routes the template does not have are API Gateway's 404.
+    let r = fetch(
+        "GET",
+        &format!("{}/v1/nothing", stack.urls.gateway),
+        &[bearer("org-a", "admin")],
+        vec![],
+    )
+    .await;
+    assert_eq!((r.status, r.json()), (404, json!({"message": "Not Found"})));
+    // Hostile ids reach the function and are its 400, not a crash.
+    let r = fetch(
+        "GET",
+        &format!("{}/v1/exercises/..%2Fx/video", stack.urls.gateway),
+        &[bearer("org-a", "admin")],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), "application/problem+json");
+    // CORS preflight, as the template configures it, for a local origin only.
+    let pre = fetch(
+        "OPTIONS",
+        &api,
+        &[
+            ("origin", "http://localhost:3000".into()),
+            ("access-control-request-method", "POST".into()),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(pre.status, 204);
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        "http://localhost:3000"
+    );
+    assert!(pre
+        .header("access-control-allow-headers")
+        .contains("authorization"));
+    let pre = fetch(
+        "OPTIONS",
+        &api,
+        &[("origin", "https://evil.example".into())],
+        vec![],
+    )
+    .await;
+    assert!(pre.headers.get("access-control-allow-origin").is_none());
+    // An unsigned webhook on the function URL is the function's 401.
+    let r = fetch(
+        "POST",
+        &format!("{}/webhooks/video-ready", stack.urls.gateway),
+        &[],
+        br#"{"VideoLibraryId":133,"VideoGuid":"x","Status":3}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+
+    // A crashed function is reported and restarted; requests work again.
+    let playback = stack.functions().get("playback").unwrap();
+    playback.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = fetch("GET", &api, &[bearer("org-a", "admin")], vec![]).await;
+        let restarted = stack
+            .log()
+            .iter()
+            .any(|l| l.contains("function playback exited"));
+        if restarted && r.status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "playback was not restarted:\n{}",
+            stack.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
