@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,7 +39,10 @@ pub struct Function {
 impl Function {
     fn spawn_process(&self) -> std::io::Result<Child> {
         self.api.clear_init_error();
+        // Its own process group: a terminal's Ctrl-C reaches only the devstack, which then stops
+        // everything in order (a function killed by the same signal would be "restarted").
         let mut child = Command::new(&self.binary)
+            .process_group(0)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(lambda_environment(&self.name, &self.api.address()))
@@ -153,6 +158,7 @@ pub struct FunctionSpec {
 /// All functions of the local cloud, by name.
 pub struct Functions {
     by_name: BTreeMap<String, Arc<Function>>,
+    stopping: AtomicBool,
 }
 
 impl Functions {
@@ -184,7 +190,10 @@ impl Functions {
             *f.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
             by_name.insert(spec.name, Arc::new(f));
         }
-        Ok(Functions { by_name })
+        Ok(Functions {
+            by_name,
+            stopping: AtomicBool::new(false),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Function>> {
@@ -197,6 +206,9 @@ impl Functions {
 
     /// One supervision pass over every function; the lines describe restarts.
     pub fn supervise(&self) -> Vec<String> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
         self.by_name
             .values()
             .filter_map(|f| f.supervise())
@@ -204,6 +216,7 @@ impl Functions {
     }
 
     pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         for f in self.by_name.values() {
             f.stop();
         }

@@ -6,6 +6,7 @@
 
 use std::io::{self, BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,6 +69,7 @@ impl Moto {
 
     fn spawn(python: &Path, port: u16) -> io::Result<Moto> {
         let mut child = Command::new(python)
+            .process_group(0)
             .arg("-c")
             .arg(LAUNCHER)
             .arg(port.to_string())

@@ -86,6 +86,7 @@ pub async fn probe(input: &Path) -> Result<Probe, String> {
         ])
         .arg(input)
         .kill_on_drop(true)
+        .process_group(0)
         .output()
         .await
         .map_err(|e| format!("ffprobe: {e}"))?;
@@ -312,6 +313,7 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("ffmpeg: {e}"))?;
     let mut stderr = child.stderr.take().expect("piped stderr");

@@ -544,3 +544,151 @@ async fn gateway_authorizes_answers_preflights_and_survives_a_crashed_function()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Every process below `pid` (children, grandchildren…), from /proc.
+fn descendants(pid: u32) -> Vec<(u32, String)> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let comm = comm.split_once(" (").map_or("", |(_, c)| c).to_owned();
+        let ppid: u32 = rest
+            .split(' ')
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
+        all.push((p, ppid, comm));
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (p, pp, comm) in &all {
+            if *pp == parent {
+                out.push((*p, comm.clone()));
+                frontier.push(*p);
+            }
+        }
+    }
+    out
+}
+
+/// Alive and not a zombie.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.split_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn devstack(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_devstack"));
+    c.args(args);
+    c
+}
+
+#[test]
+fn refuses_to_start_on_a_taken_port_or_without_ffmpeg() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = devstack(&["up", "--port", &port]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("port {port} (gateway) is already in use")),
+        "{err}"
+    );
+
+    let empty = std::env::temp_dir().join(format!("exvid-no-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = devstack(&["up", "--port", "0"])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("ffmpeg and ffprobe are needed"), "{err}");
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_transcode_leaves_no_process_behind() {
+    use std::io::BufRead;
+    let mut child = devstack(&["up", "--port", "0", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let urls: Value = loop {
+        let line = lines.next().expect("devstack printed its URLs").unwrap();
+        if let Some(j) = line.strip_prefix("devstack: urls ") {
+            break serde_json::from_str(j).unwrap();
+        }
+    };
+    // Keep reading so the devstack never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+
+    let file = clip();
+    let api = format!(
+        "{}/v1/exercises/ex-stop/video",
+        urls["gateway"].as_str().unwrap()
+    );
+    let intake = fetch(
+        "POST",
+        &api,
+        &[
+            bearer("org-stop", "admin"),
+            ("content-type", "application/json".into()),
+            ("x-exvid-provider", "aws_mediaconvert".into()),
+        ],
+        json!({"filename": "a.mp4", "content_type": "video/mp4", "size_bytes": file.len()})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(intake.status, 201);
+    upload_to_s3(&intake.json()["upload"], file).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let d = descendants(pid);
+        if d.iter().any(|(_, c)| c == "ffmpeg") {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "ffmpeg never started: {d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        before.iter().any(|(_, c)| c.starts_with("python")),
+        "{before:?}"
+    );
+    assert!(before.iter().any(|(_, c)| c == "playback"), "{before:?}");
+
+    // Ctrl-C.
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "devstack did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    std::thread::sleep(Duration::from_millis(500));
+    let left: Vec<_> = before.iter().filter(|(p, _)| running(*p)).collect();
+    assert!(left.is_empty(), "still running after Ctrl-C: {left:?}");
+}

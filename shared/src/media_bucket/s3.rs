@@ -159,9 +159,13 @@ impl MediaBucket for S3Bucket {
             .presigned(config)
             .await
             .map_err(|e| BucketError::Presign(DisplayErrorContext(e).to_string()))?;
+        // Only the headers the signature covers: the SDK also adds unsigned ones (inside Lambda,
+        // `x-amzn-trace-id` from the invocation), which a browser has no reason to send.
+        let signed = signed_header_names(presigned.uri());
         let headers: BTreeMap<String, String> = presigned
             .headers()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .filter(|(k, _)| signed.contains(k))
             .collect();
         Ok(PresignedPut {
             method: "PUT",
@@ -239,5 +243,38 @@ impl MediaBucket for S3Bucket {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// The header names a SigV4 presigned URL's `X-Amz-SignedHeaders` lists.
+fn signed_header_names(url: &str) -> Vec<String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case("X-Amz-SignedHeaders"))
+        .map(|(_, v)| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .split(';')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_signed_headers_are_handed_out() {
+        let url = "http://h/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bx-amz-meta-upload-id&X-Amz-Signature=ab";
+        assert_eq!(
+            signed_header_names(url),
+            ["content-length", "content-type", "host", "x-amz-meta-upload-id"]
+        );
+        assert!(signed_header_names("http://h/b/k").is_empty());
     }
 }
