@@ -8,11 +8,11 @@ PY      := $(VENV)/bin/python
 CARGO   ?= cargo
 export EXVID_VENV := $(abspath $(VENV))
 
-.PHONY: help dev test tools venv fmt-check clippy unit edge template bench invoke clean
+.PHONY: help dev test tools system-tools chromium venv npm fmt-check clippy build unit edge browser template bench invoke clean
 
 help:
-	@echo "make dev    - run the playback function locally (moto + the real bootstrap + a fixture event)"
-	@echo "make test   - fmt, clippy, unit + integration tests (moto), template checks"
+	@echo "make dev    - run the local cloud: moto, every function, gateway, CDNs, Bunny + MediaConvert stand-ins, demo page"
+	@echo "make test   - fmt, clippy, unit + integration + end-to-end tests (moto, ffmpeg), browser test (chromium), template checks"
 	@echo "make bench  - release builds: binary size, init time vs a bare runtime, peak RSS"
 
 # --- set-up -----------------------------------------------------------------------------------
@@ -31,13 +31,41 @@ $(VENV)/.installed: requirements-dev.txt
 
 venv: $(VENV)/.installed
 
+# ffmpeg (transcoding stand-ins) and chromium (browser test), from Debian's packages when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-tools:
+	@missing=""; command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="ffmpeg"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing $$missing (apt-get)"; \
+	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; } >/dev/null 2>&1 \
+	      || { echo "error: could not install $$missing (apt-get install $$missing)" >&2; exit 1; }; \
+	  fi
+
+chromium:
+	@command -v chromium >/dev/null || { echo "installing chromium (apt-get)"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+	    || { echo "error: could not install chromium (apt-get install chromium)" >&2; exit 1; }; }
+
+# The demo page's vendored players (hls.js, tus-js-client) and playwright-core, from npm.
+DEMO := infra/devstack/demo
+$(DEMO)/node_modules/.installed: $(DEMO)/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found (apt-get install nodejs npm, Node 20 or later)" >&2; exit 1; }
+	@cd $(DEMO) && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
+	  || { echo "error: npm could not install $(DEMO)/package.json" >&2; exit 1; }
+	@touch $@
+
+npm: $(DEMO)/node_modules/.installed
+
 # --- run --------------------------------------------------------------------------------------
 
-dev: tools venv
+PORT ?= 8700
+dev: tools venv system-tools npm build
+	target/debug/devstack up --port $(PORT)
+
+# One function, one event, as Lambda would run it (no stack).
+invoke: tools venv
 	$(CARGO) build -p playback -p devstack
 	target/debug/devstack invoke playback --event tests/events/playback-get.json --seed tests/events/seed-playback.json
-
-invoke: dev
 
 # --- test -------------------------------------------------------------------------------------
 
@@ -47,8 +75,12 @@ fmt-check: tools
 clippy: tools
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
-unit: tools venv
-	@mkdir -p target
+# Every bootstrap binary: the local cloud runs the real ones.
+build: tools
+	$(CARGO) build --workspace --bins
+
+unit: tools venv system-tools build
+	@mkdir -p target; rm -f target/e2e-timing.txt
 	$(CARGO) test --workspace --all-features 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p+=$$4; f+=$$6; s+=$$8} END {printf "%d %d %d\n", p, f, s}' target/test-output.log > target/test-counts
 
@@ -58,14 +90,22 @@ edge:
 	node --test infra/cloudfront/ 2>&1 | tee target/edge-output.log
 	@awk '/^# pass/ {p=$$3} /^# fail/ {f=$$3} END {printf "%d %d\n", p, f}' target/edge-output.log > target/edge-counts
 
+# The demo page in headless Chromium against a real devstack (both providers).
+browser: tools venv system-tools chromium npm build
+	@rm -rf target/browser-failures
+	cd $(DEMO) && node --test browser.test.mjs 2>&1 | tee ../../../target/browser-output.log
+	@awk '/^# pass/ {p=$$3} /^# fail/ {f=$$3} END {printf "%d %d\n", p, f}' target/browser-output.log > target/browser-counts
+
 template: venv
 	$(PY) infra/check_template.py
 	$(PY) infra/test_check_template.py
 
-test: fmt-check clippy unit edge template
+test: fmt-check clippy unit edge browser template
 	@read -r passed failed ignored < target/test-counts; read -r epassed efailed < target/edge-counts; \
-	  echo "make test: fmt, clippy, template checks ok; cargo ($$passed) and node ($$epassed) tests below"; \
-	  echo "tests: $$((passed + epassed)) passed, $$((failed + efailed)) failed, $$ignored skipped"
+	  read -r bpassed bfailed < target/browser-counts; \
+	  cat target/e2e-timing.txt 2>/dev/null || true; \
+	  echo "make test: fmt, clippy, template checks ok; cargo ($$passed), node ($$epassed) and browser ($$bpassed) tests below"; \
+	  echo "tests: $$((passed + epassed + bpassed)) passed, $$((failed + efailed + bfailed)) failed, $$ignored skipped"
 
 # --- measure ----------------------------------------------------------------------------------
 

@@ -17,6 +17,9 @@ use crate::runtime_api::{InvokeError, Outcome, RuntimeApi};
 /// How long an invocation may take (API Gateway's integration limit is 30 s).
 pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Receives every line a function writes: `(function name, line)`.
+pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// What a caller gets back from a function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invocation {
@@ -33,7 +36,7 @@ pub struct Function {
     env: Vec<(String, String)>,
     api: Arc<RuntimeApi>,
     child: Mutex<Option<Child>>,
-    log: Arc<dyn Fn(&str, &str) + Send + Sync>,
+    log: LogSink,
 }
 
 impl Function {
@@ -163,10 +166,7 @@ pub struct Functions {
 
 impl Functions {
     /// Starts every function; `log(function, line)` receives their output.
-    pub fn start(
-        specs: Vec<FunctionSpec>,
-        log: Arc<dyn Fn(&str, &str) + Send + Sync>,
-    ) -> Result<Functions, String> {
+    pub fn start(specs: Vec<FunctionSpec>, log: LogSink) -> Result<Functions, String> {
         let mut by_name = BTreeMap::new();
         for spec in specs {
             if !spec.binary.exists() {

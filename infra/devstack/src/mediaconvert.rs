@@ -72,12 +72,15 @@ fn split_s3(uri: &str) -> Option<(String, String)> {
     (!bucket.is_empty()).then(|| (bucket.to_owned(), key.to_owned()))
 }
 
+/// One HLS output: (name modifier, width, height, bitrate).
+pub type HlsRung = (String, u32, u32, u32);
+
 /// The parts of a job's settings the stand-in acts on.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub input: (String, String),
-    /// (destination `s3://…/`, segment length, outputs: (name modifier, width, height, bitrate))
-    pub hls: Option<(String, u32, Vec<(String, u32, u32, u32)>)>,
+    /// (destination `s3://…/`, segment length, outputs)
+    pub hls: Option<(String, u32, Vec<HlsRung>)>,
     pub mp4: Vec<(String, String, u32, u32)>,
     /// (destination, name modifier, width, height, every seconds, max captures)
     pub captures: Option<(String, String, u32, u32, f64, u32)>,

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::bunny::{BunnyConfig, BunnyStandIn};
 use crate::cdn::Cdn;
-use crate::functions::{FunctionSpec, Functions, Invocation};
+use crate::functions::{FunctionSpec, Functions, Invocation, LogSink};
 use crate::gateway::{ApiRoute, Gateway};
 use crate::http_util::{bind, serve};
 use crate::local;
@@ -222,7 +222,7 @@ impl Stack {
                 });
             }
         }
-        let function_log: Arc<dyn Fn(&str, &str) + Send + Sync> = {
+        let function_log: LogSink = {
             let log = log.clone();
             let echo = options.echo;
             Arc::new(move |name: &str, line: &str| {

@@ -288,7 +288,7 @@ async fn flow(stack: &Stack, provider: &str, file: &[u8]) {
 
     let mut saw_progress = false;
     let status = loop {
-        let r = fetch("GET", &api, &[patient.clone()], vec![]).await;
+        let r = fetch("GET", &api, std::slice::from_ref(&patient), vec![]).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let v = r.json();
         if v["video_status"] == "processing" && v["video_progress"].is_number() {
@@ -415,7 +415,9 @@ async fn flow(stack: &Stack, provider: &str, file: &[u8]) {
     let other = bearer("org-other", "admin");
     assert_eq!(fetch("GET", &api, &[other], vec![]).await.status, 404);
     assert_eq!(
-        fetch("DELETE", &api, &[admin.clone()], vec![]).await.status,
+        fetch("DELETE", &api, std::slice::from_ref(&admin), vec![])
+            .await
+            .status,
         204
     );
     assert_eq!(fetch("GET", &api, &[admin], vec![]).await.status, 404);

@@ -273,7 +273,12 @@ mod tests {
         let url = "http://h/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bx-amz-meta-upload-id&X-Amz-Signature=ab";
         assert_eq!(
             signed_header_names(url),
-            ["content-length", "content-type", "host", "x-amz-meta-upload-id"]
+            [
+                "content-length",
+                "content-type",
+                "host",
+                "x-amz-meta-upload-id"
+            ]
         );
         assert!(signed_header_names("http://h/b/k").is_empty());
     }
