@@ -493,3 +493,47 @@ pub fn output_groups(job: &transcoder::Job, probe: &Probe) -> Value {
     }
     json!(groups)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON the SDK sends for a real job (the AWS-path test's snapshot).
+    fn snapshot() -> Value {
+        let path = crate::moto::repo_root().join("tests/snapshots/create-job.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn reads_every_output_of_the_sdk_job() {
+        let plan = read_plan(&snapshot()).unwrap();
+        assert_eq!(
+            plan.input,
+            ("BUCKET".into(), "org-berlin/exercises/ex-knee-01/video/original.mp4".into())
+        );
+        let (dest, seconds, rungs) = plan.hls.unwrap();
+        assert!(dest.ends_with("/hls/"), "{dest}");
+        assert_eq!(seconds, 4);
+        assert!(!rungs.is_empty());
+        for (modifier, w, h, bitrate) in &rungs {
+            assert!(modifier.starts_with('_') && modifier.ends_with('p'), "{modifier}");
+            assert!(*w > 0 && *h > 0 && *bitrate >= 500_000);
+        }
+        assert_eq!(plan.mp4.len(), 1);
+        assert!(plan.mp4[0].0.ends_with("/mp4/"));
+        let (dest, modifier, _, _, every, count) = plan.captures.unwrap();
+        assert!(dest.ends_with("/poster/"));
+        assert_eq!((modifier.as_str(), every, count), ("_poster", 2.0, 2));
+    }
+
+    #[test]
+    fn refuses_jobs_it_cannot_run() {
+        let mut job = snapshot();
+        job["settings"]["inputs"][0]["fileInput"] = json!("https://elsewhere/x.mp4");
+        assert!(read_plan(&job).is_err());
+        let mut job = snapshot();
+        job["settings"]["outputGroups"] = json!([]);
+        assert!(read_plan(&job).is_err());
+        assert!(read_plan(&json!({"settings": 5})).is_err());
+    }
+}
