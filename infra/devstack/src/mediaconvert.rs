@@ -509,14 +509,20 @@ mod tests {
         let plan = read_plan(&snapshot()).unwrap();
         assert_eq!(
             plan.input,
-            ("BUCKET".into(), "org-berlin/exercises/ex-knee-01/video/original.mp4".into())
+            (
+                "BUCKET".into(),
+                "org-berlin/exercises/ex-knee-01/video/original.mp4".into()
+            )
         );
         let (dest, seconds, rungs) = plan.hls.unwrap();
         assert!(dest.ends_with("/hls/"), "{dest}");
         assert_eq!(seconds, 4);
         assert!(!rungs.is_empty());
         for (modifier, w, h, bitrate) in &rungs {
-            assert!(modifier.starts_with('_') && modifier.ends_with('p'), "{modifier}");
+            assert!(
+                modifier.starts_with('_') && modifier.ends_with('p'),
+                "{modifier}"
+            );
             assert!(*w > 0 && *h > 0 && *bitrate >= 500_000);
         }
         assert_eq!(plan.mp4.len(), 1);
