@@ -21,7 +21,9 @@ use hyper::Request;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::http_util::{header, json as json_response, local_origin, read_body, Resp};
+use crate::http_util::{
+    allow_origin, header, json as json_response, local_origin, read_body, Resp,
+};
 use crate::mediaconvert::Say;
 use crate::object_store::ObjectStore;
 use crate::transcoder::{self, Captures, FileOutput, Variant};
@@ -81,19 +83,14 @@ fn now_unix() -> i64 {
 
 /// Headers every TUS answer carries, plus CORS for the page that uploads.
 fn tus_response(status: StatusCode, origin: Option<&str>, extra: &[(&str, String)]) -> Resp {
-    let mut b = http::Response::builder()
-        .status(status)
-        .header("tus-resumable", "1.0.0")
-        .header("cache-control", "no-store");
-    if let Some(o) = origin {
-        b = b
-            .header("access-control-allow-origin", o)
-            .header("vary", "origin")
-            .header(
-                "access-control-expose-headers",
-                "Location, Upload-Offset, Upload-Length, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size",
-            );
-    }
+    let mut b = allow_origin(
+        http::Response::builder()
+            .status(status)
+            .header("tus-resumable", "1.0.0")
+            .header("cache-control", "no-store"),
+        origin,
+        "Location, Upload-Offset, Upload-Length, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size",
+    );
     for (k, v) in extra {
         b = b.header(*k, v);
     }

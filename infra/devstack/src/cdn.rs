@@ -14,7 +14,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::Request;
 
-use crate::http_util::{header, local_origin, Resp};
+use crate::http_util::{allow_origin, header, local_origin, Resp};
 use crate::mediaconvert::Say;
 use crate::object_store::ObjectStore;
 
@@ -30,17 +30,11 @@ pub struct Cdn {
 }
 
 fn answer(status: StatusCode, origin: Option<&str>) -> http::response::Builder {
-    let mut b = http::Response::builder().status(status);
-    if let Some(o) = origin {
-        b = b
-            .header("access-control-allow-origin", o)
-            .header("vary", "origin")
-            .header(
-                "access-control-expose-headers",
-                "content-length, content-range, accept-ranges",
-            );
-    }
-    b
+    allow_origin(
+        http::Response::builder().status(status),
+        origin,
+        "content-length, content-range, accept-ranges",
+    )
 }
 
 fn empty(b: http::response::Builder) -> Resp {

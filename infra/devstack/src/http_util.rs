@@ -92,6 +92,21 @@ pub fn local_origin<B>(req: &Request<B>) -> Option<String> {
     matches!(name, "127.0.0.1" | "localhost" | "[::1]").then(|| origin.to_owned())
 }
 
+/// Adds the CORS answer for `origin` (when there is one), exposing `exposed` headers.
+pub fn allow_origin(
+    b: http::response::Builder,
+    origin: Option<&str>,
+    exposed: &str,
+) -> http::response::Builder {
+    match origin {
+        Some(o) => b
+            .header("access-control-allow-origin", o)
+            .header("vary", "origin")
+            .header("access-control-expose-headers", exposed),
+        None => b,
+    }
+}
+
 /// Content types of the media the local cloud stores and serves.
 pub fn content_type_for(path: &str) -> &'static str {
     let ext = path.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
