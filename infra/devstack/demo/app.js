@@ -143,9 +143,14 @@ async function refresh() {
 
 function startPolling() {
   clearInterval(polling);
+  let readyPolls = 0;
   polling = setInterval(async () => {
     const s = await refresh();
-    if (s === 'ready' || s === 'failed' || s === 'none') {
+    // Bunny plays at "resolution finished" and adds the MP4 download a moment later: keep
+    // polling a while after `ready` until the download link is there.
+    if (s === 'ready') readyPolls += 1;
+    const settled = s === 'ready' && (!$('download').hidden || readyPolls > 30);
+    if (settled || s === 'failed' || s === 'none') {
       clearInterval(polling);
       log(`status ${s}`);
     }

@@ -357,6 +357,19 @@ async fn flow(stack: &Stack, provider: &str, file: &[u8]) {
         "an MPEG-TS segment starts with a sync byte"
     );
 
+    // Bunny makes a video playable at "resolution finished" (4) and adds the MP4 fallback at
+    // "finished" (3): the downloads may come a moment after `ready`.
+    let mut status = status;
+    while status["video_downloads"]
+        .as_array()
+        .is_none_or(|d| d.is_empty())
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = fetch("GET", &api, std::slice::from_ref(&patient), vec![])
+            .await
+            .json();
+    }
+
     // The MP4 download and the poster, with ranges for seeking.
     let mp4_url = status["video_downloads"][0]["url"].as_str().unwrap();
     let range = fetch("GET", mp4_url, &[("range", "bytes=0-99".into())], vec![]).await;
