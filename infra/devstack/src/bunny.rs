@@ -18,6 +18,9 @@ use http::{Method, Request as HttpRequest, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::Request;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -65,6 +68,8 @@ pub struct BunnyStandIn {
     state: Arc<Mutex<State>>,
     store: ObjectStore,
     say: Say,
+    /// One HTTP client for every webhook (its connection pool is reused).
+    webhooks: Client<HttpConnector, Full<Bytes>>,
 }
 
 fn result(status: StatusCode, success: bool, message: &str) -> Resp {
@@ -105,6 +110,7 @@ impl BunnyStandIn {
             state: Arc::default(),
             store,
             say,
+            webhooks: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
 
@@ -406,9 +412,6 @@ impl BunnyStandIn {
             &SigningKey::new(self.config.signing_key.clone()),
             body.as_bytes(),
         );
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
         for attempt in 0..3u32 {
             let req = HttpRequest::post(&self.config.webhook_url)
                 .header("content-type", "application/json; charset=utf-8")
@@ -418,7 +421,7 @@ impl BunnyStandIn {
                 .header(SignatureHeaders::SIGNATURE, &signature)
                 .body(Full::new(Bytes::from(body.clone())))
                 .expect("valid request");
-            let status_code = client.request(req).await.map(|r| r.status());
+            let status_code = self.webhooks.request(req).await.map(|r| r.status());
             match status_code {
                 Ok(s) if s.is_success() => {
                     (self.say)(format!("bunny: webhook {status} for {guid} -> {s}"));

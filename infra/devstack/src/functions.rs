@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::lambda_process::lambda_environment;
+use crate::lambda_process::lambda_command;
 use crate::runtime_api::{InvokeError, Outcome, RuntimeApi};
 
 /// How long an invocation may take (API Gateway's integration limit is 30 s).
@@ -44,13 +44,8 @@ impl Function {
         self.api.clear_init_error();
         // Its own process group: a terminal's Ctrl-C reaches only the devstack, which then stops
         // everything in order (a function killed by the same signal would be "restarted").
-        let mut child = Command::new(&self.binary)
+        let mut child = lambda_command(&self.binary, &self.name, &self.api.address(), &self.env)
             .process_group(0)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(lambda_environment(&self.name, &self.api.address()))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;

@@ -252,7 +252,7 @@ impl Gateway {
             }
         }
         if req.method() == Method::OPTIONS {
-            return self.preflight(&req, origin.as_deref());
+            return self.preflight(origin.as_deref());
         }
         let method = req.method().as_str().to_owned();
         let Some((api, params)) = self
@@ -352,7 +352,7 @@ impl Gateway {
         self.answer(self.webhook.clone(), event).await
     }
 
-    fn preflight<B>(&self, req: &Request<B>, origin: Option<&str>) -> Resp {
+    fn preflight(&self, origin: Option<&str>) -> Resp {
         let mut b = http::Response::builder().status(StatusCode::NO_CONTENT);
         if let Some(o) = origin {
             let mut headers = self.cors.headers.clone();
@@ -367,7 +367,6 @@ impl Gateway {
                     self.cors.max_age.unwrap_or(600).to_string(),
                 );
         }
-        let _ = req;
         b.body(Full::new(Bytes::new())).expect("valid response")
     }
 

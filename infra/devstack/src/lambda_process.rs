@@ -25,6 +25,23 @@ pub fn lambda_environment(function: &str, runtime_api: &str) -> Vec<(String, Str
     .collect()
 }
 
+/// The command Lambda would run: `binary` with only `PATH`, Lambda's variables for `function`
+/// at `runtime_api`, and `env` (which wins on conflicts), like a Lambda sandbox.
+pub fn lambda_command(
+    binary: &Path,
+    function: &str,
+    runtime_api: &str,
+    env: &[(String, String)],
+) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(lambda_environment(function, runtime_api))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// A function process attached to its own Runtime API.
 pub struct LambdaProcess {
     child: Child,
@@ -48,12 +65,7 @@ impl LambdaProcess {
             ));
         }
         let api = RuntimeApi::start()?;
-        let mut cmd = Command::new(binary);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(lambda_environment(function, &api.address()))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null());
+        let mut cmd = lambda_command(binary, function, &api.address(), env);
         if quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use devstack::lambda_process::LambdaProcess;
 use devstack::local;
-use devstack::moto::repo_root;
+use devstack::moto::target_dir;
 use devstack::runtime_api::Outcome;
 use devstack::stack::{Stack, StackOptions};
 use devstack::template::Template;
@@ -65,12 +65,6 @@ fn parse_invoke(mut args: impl Iterator<Item = String>) -> Result<InvokeArgs, St
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 fn invoke(args: InvokeArgs) -> Result<(), String> {

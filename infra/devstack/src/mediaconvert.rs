@@ -30,13 +30,10 @@ pub type EventSink = Arc<dyn Fn(Value) -> Pin<Box<dyn Future<Output = ()> + Send
 /// Where progress lines go.
 pub type Say = Arc<dyn Fn(String) + Send + Sync>;
 
-struct JobState {
-    job: Value,
-}
-
 #[derive(Default)]
 struct Jobs {
-    by_id: HashMap<String, JobState>,
+    /// The job objects GetJob answers with.
+    by_id: HashMap<String, Value>,
     by_token: HashMap<String, String>,
     created: u64,
 }
@@ -202,7 +199,7 @@ impl MediaConvertStandIn {
             if let Some(id) = path.strip_prefix(&format!("{JOBS}/")) {
                 let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
                 return match jobs.by_id.get(id) {
-                    Some(s) => json_response(StatusCode::OK, &json!({ "job": s.job })),
+                    Some(job) => json_response(StatusCode::OK, &json!({ "job": job })),
                     None => error(StatusCode::NOT_FOUND, "NotFoundException", "job not found"),
                 };
             }
@@ -230,7 +227,7 @@ impl MediaConvertStandIn {
         let token = body["clientRequestToken"].as_str().map(str::to_owned);
         // Like the service: the same client request token is the same job.
         if let Some(id) = token.as_ref().and_then(|t| jobs.by_token.get(t)) {
-            let job = jobs.by_id[id].job.clone();
+            let job = jobs.by_id[id].clone();
             return json_response(StatusCode::CREATED, &json!({ "job": job }));
         }
         jobs.created += 1;
@@ -248,7 +245,7 @@ impl MediaConvertStandIn {
         if let Some(t) = token {
             jobs.by_token.insert(t, id.clone());
         }
-        jobs.by_id.insert(id.clone(), JobState { job: job.clone() });
+        jobs.by_id.insert(id.clone(), job.clone());
         drop(jobs);
         let this = self.clone();
         tokio::spawn(async move { this.run(id, plan).await });
@@ -257,14 +254,14 @@ impl MediaConvertStandIn {
 
     fn set_status(&self, id: &str, status: &str, percent: Option<u8>) -> Value {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(state) = jobs.by_id.get_mut(id) else {
+        let Some(job) = jobs.by_id.get_mut(id) else {
             return Value::Null;
         };
-        state.job["status"] = json!(status);
+        job["status"] = json!(status);
         if let Some(p) = percent {
-            state.job["jobPercentComplete"] = json!(p);
+            job["jobPercentComplete"] = json!(p);
         }
-        state.job.clone()
+        job.clone()
     }
 
     /// The EventBridge event for `job` at `status`, with `detail` fields added.

@@ -18,6 +18,13 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Cargo's target directory (`CARGO_TARGET_DIR` or `<repo>/target`): where the bootstraps are.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
 /// The venv's python: `EXVID_VENV` or `<repo>/.venv`.
 pub fn venv_python() -> PathBuf {
     std::env::var_os("EXVID_VENV")

@@ -21,7 +21,7 @@ use crate::gateway::{ApiRoute, Gateway};
 use crate::http_util::{bind, serve};
 use crate::local;
 use crate::mediaconvert::{EventSink, MediaConvertStandIn, Say};
-use crate::moto::{repo_root, Moto};
+use crate::moto::{repo_root, target_dir, Moto};
 use crate::object_store::ObjectStore;
 use crate::template::Template;
 use crate::transcoder;
@@ -74,12 +74,6 @@ pub struct Stack {
     log: Arc<std::sync::Mutex<Vec<String>>>,
     // Last: moto stops after everything that talks to it.
     _moto: Moto,
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 /// The page's scripts, vendored from npm by `make dev` (no CDN links).
