@@ -7,9 +7,8 @@
 
 use std::str::FromStr;
 
-use crate::auth::ClaimNames;
-use crate::playback_token::TokenKey;
-use crate::video::Provider;
+use crate::domain::auth::ClaimNames;
+use crate::domain::video::Provider;
 
 /// Why configuration could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,57 +82,6 @@ impl<'a> Env<'a> {
             roles: self.optional("ROLES_CLAIM").unwrap_or(defaults.roles),
         }
     }
-
-    /// `PLAYBACK_URL_TTL_SECONDS`: 60 s to 24 h, default 3600.
-    pub fn playback_ttl(&self) -> Result<u64, ConfigError> {
-        let ttl: u64 = self.parsed_or("PLAYBACK_URL_TTL_SECONDS", 3600)?;
-        if !(60..=86_400).contains(&ttl) {
-            return Err(ConfigError::Invalid {
-                name: "PLAYBACK_URL_TTL_SECONDS",
-                reason: "must be between 60 and 86400 seconds".into(),
-            });
-        }
-        Ok(ttl)
-    }
-
-    /// The CDN that serves `provider`'s renditions, if configured. Half a pair (host without
-    /// key or the reverse) is an error, not a silent "unconfigured".
-    pub fn cdn(&self, provider: Provider) -> Result<Option<Cdn>, ConfigError> {
-        let (host_var, key_var) = match provider {
-            Provider::BunnyStream => ("BUNNY_STREAM_CDN_HOSTNAME", "BUNNY_STREAM_CDN_TOKEN_KEY"),
-            Provider::AwsMediaconvert => ("AWS_CLOUDFRONT_DOMAIN", "CDN_TOKEN_KEY"),
-        };
-        match (self.optional(host_var), self.optional(key_var)) {
-            (None, None) => Ok(None),
-            (Some(_), None) => Err(ConfigError::Missing(key_var)),
-            (None, Some(_)) => Err(ConfigError::Missing(host_var)),
-            (Some(host), Some(key)) => {
-                let base_url = cdn_base_url(&host).map_err(|reason| ConfigError::Invalid {
-                    name: host_var,
-                    reason,
-                })?;
-                if key.len() < 16 {
-                    return Err(ConfigError::Invalid {
-                        name: key_var,
-                        reason: "token keys shorter than 16 characters are refused".into(),
-                    });
-                }
-                Ok(Some(Cdn {
-                    base_url,
-                    key: TokenKey::new(key),
-                }))
-            }
-        }
-    }
-}
-
-/// A CDN that serves signed URLs.
-#[derive(Debug, Clone)]
-pub struct Cdn {
-    /// `https://host` (no trailing slash). A bare host name gets `https://`; an explicit
-    /// `http://` is kept for local stand-ins.
-    pub base_url: String,
-    pub key: TokenKey,
 }
 
 /// `vz-1.b-cdn.net` -> `https://vz-1.b-cdn.net`; refuses paths, queries and credentials.
@@ -199,52 +147,6 @@ mod tests {
             .provider()
             .unwrap_err();
         assert!(err.to_string().starts_with("VIDEO_PROVIDER is invalid"));
-    }
-
-    #[test]
-    fn ttl_bounds() {
-        for (v, ok) in [
-            ("3600", true),
-            ("59", false),
-            ("86401", false),
-            ("x", false),
-            ("-5", false),
-        ] {
-            let vars = env(&[("PLAYBACK_URL_TTL_SECONDS", v)]);
-            assert_eq!(
-                Env::from_fn(|n| vars.get(n).cloned())
-                    .playback_ttl()
-                    .is_ok(),
-                ok,
-                "{v}"
-            );
-        }
-    }
-
-    #[test]
-    fn cdn_pairs() {
-        let key = "0123456789abcdef-secret";
-        let vars = env(&[
-            ("BUNNY_STREAM_CDN_HOSTNAME", "vz-1.b-cdn.net/"),
-            ("BUNNY_STREAM_CDN_TOKEN_KEY", key),
-            ("AWS_CLOUDFRONT_DOMAIN", "d1.cloudfront.net"),
-        ]);
-        let e = Env::from_fn(|n| vars.get(n).cloned());
-        let bunny = e.cdn(Provider::BunnyStream).unwrap().unwrap();
-        assert_eq!(bunny.base_url, "https://vz-1.b-cdn.net");
-        assert!(!format!("{bunny:?}").contains(key));
-        assert_eq!(
-            e.cdn(Provider::AwsMediaconvert).unwrap_err(),
-            ConfigError::Missing("CDN_TOKEN_KEY")
-        );
-        let vars = env(&[
-            ("AWS_CLOUDFRONT_DOMAIN", "d1.cloudfront.net"),
-            ("CDN_TOKEN_KEY", "tiny"),
-        ]);
-        let err = Env::from_fn(|n| vars.get(n).cloned())
-            .cdn(Provider::AwsMediaconvert)
-            .unwrap_err();
-        assert!(!err.to_string().contains("tiny"), "{err}");
     }
 
     #[test]

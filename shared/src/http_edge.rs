@@ -9,12 +9,12 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
-use crate::auth::{AuthError, ClaimNames, Principal};
-use crate::ids::IdError;
+use crate::domain::auth::{authorize, Access, Action, AuthError, ClaimNames, Principal};
+use crate::domain::ids::IdError;
+use crate::domain::upload_request::IntakeError;
+use crate::domain::video::{Ignored, Provider};
 use crate::media_bucket::BucketError;
 use crate::store::StoreError;
-use crate::upload_request::IntakeError;
-use crate::video::Provider;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,6 +94,36 @@ pub enum ApiError {
         retryable: bool,
         detail: String,
     },
+    /// The record refused the change (it moved on while the request ran).
+    #[error("change refused: {0}")]
+    Refused(Ignored),
+}
+
+/// The one conversion of an access decision into the HTTP answer.
+pub fn allowed(access: Access) -> Result<(), ApiError> {
+    match access {
+        Access::Allow => Ok(()),
+        Access::Forbidden => Err(ApiError::Forbidden),
+        Access::NotFound => Err(ApiError::NotFound),
+    }
+}
+
+/// A domain refusal of a request's change, as `principal` may see it: another scope is a 409
+/// naming it only to a caller who may read that scope (else a 404: no existence leak).
+pub fn refusal(principal: &Principal, why: Ignored) -> ApiError {
+    match why {
+        Ignored::ScopeMismatch { stored, .. } => {
+            if authorize(principal, Action::Read, &stored) == Access::NotFound {
+                ApiError::NotFound
+            } else {
+                ApiError::ScopeConflict {
+                    stored: stored.to_string(),
+                }
+            }
+        }
+        Ignored::NoRecord => ApiError::NotFound,
+        other => ApiError::Refused(other),
+    }
 }
 
 /// A Bunny API failure as the HTTP API reports it (details stay in the log): an outage is
@@ -121,99 +151,17 @@ impl ApiError {
                 "Invalid identifier",
                 Some(e.to_string()),
             ),
-            ApiError::Auth(AuthError::Unauthenticated) => Problem::new(
-                S::UNAUTHORIZED,
-                "unauthenticated",
-                "Authentication required",
-                Some("the request carries no authenticated subject".into()),
-            ),
-            ApiError::Auth(e @ AuthError::InvalidClaim { .. }) => Problem::new(
-                S::FORBIDDEN,
-                "invalid-claims",
-                "Unusable credentials",
-                Some(e.to_string()),
-            ),
-            ApiError::Forbidden => Problem::new(
-                S::FORBIDDEN,
-                "forbidden",
-                "Not allowed",
-                Some("your role does not allow this action on this exercise".into()),
-            ),
-            ApiError::NotFound => Problem::new(
-                S::NOT_FOUND,
-                "not-found",
-                "Not found",
-                Some("no video for this exercise".into()),
-            ),
+            ApiError::Auth(_) | ApiError::Forbidden | ApiError::NotFound => self.access_problem(),
             ApiError::MethodNotAllowed => Problem::new(
                 S::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
                 None,
             ),
-            ApiError::Store(StoreError::Conflict { .. } | StoreError::Contended { .. }) => {
-                Problem::new(
-                    S::CONFLICT,
-                    "conflict",
-                    "Concurrent change",
-                    Some("the video changed while this request ran; retry".into()),
-                )
-            }
-            ApiError::Store(StoreError::PointerExists(_)) => Problem::new(
-                S::CONFLICT,
-                "conflict",
-                "Concurrent change",
-                Some("the provider video is already in use".into()),
-            ),
-            ApiError::Store(StoreError::Unavailable(_)) => Problem::new(
-                S::SERVICE_UNAVAILABLE,
-                "store-unavailable",
-                "Temporarily unavailable",
-                Some("the video store could not be reached; retry shortly".into()),
-            ),
-            ApiError::Store(StoreError::Corrupt(_)) => {
-                Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", None)
-            }
-            ApiError::Intake(e) => {
-                let (status, slug, title) = match e {
-                    IntakeError::MalformedBody(_) => {
-                        (S::BAD_REQUEST, "malformed-body", "Malformed request body")
-                    }
-                    IntakeError::TooLarge { .. } => {
-                        (S::PAYLOAD_TOO_LARGE, "file-too-large", "File too large")
-                    }
-                    IntakeError::Empty => (S::BAD_REQUEST, "empty-file", "Empty file"),
-                    IntakeError::UnsupportedType { .. } => (
-                        S::UNSUPPORTED_MEDIA_TYPE,
-                        "unsupported-media-type",
-                        "Unsupported file type",
-                    ),
-                    IntakeError::ExtensionMismatch { .. } => (
-                        S::BAD_REQUEST,
-                        "extension-mismatch",
-                        "File name does not match its type",
-                    ),
-                    IntakeError::InvalidScope(_) => {
-                        (S::BAD_REQUEST, "invalid-id", "Invalid identifier")
-                    }
-                };
-                Problem::new(status, slug, title, Some(e.to_string()))
-            }
-            ApiError::ScopeConflict { stored } => Problem::new(
-                S::CONFLICT,
-                "scope-conflict",
-                "Exercise belongs to another scope",
-                Some(format!("this exercise's media belong to scope '{stored}'")),
-            ),
-            ApiError::ScopeRequired => Problem::new(
-                S::BAD_REQUEST,
-                "scope-required",
-                "Scope required",
-                Some(
-                    "your token names no organisation; say which scope the exercise belongs to"
-                        .into(),
-                ),
-            ),
+            ApiError::Store(e) => store_problem(e),
+            ApiError::Refused(_) => conflict("the video changed while this request ran; retry"),
+            ApiError::Intake(e) => intake_problem(e),
+            ApiError::ScopeConflict { .. } | ApiError::ScopeRequired => self.scope_problem(),
             ApiError::Bucket(_) => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "storage-unavailable",
@@ -239,6 +187,65 @@ impl ApiError {
                 "Malformed request body",
                 Some(e.clone()),
             ),
+            ApiError::Upstream { .. } | ApiError::ProviderNotConfigured(_) => {
+                self.provider_problem()
+            }
+        }
+    }
+
+    fn access_problem(&self) -> Problem {
+        use StatusCode as S;
+        match self {
+            ApiError::Auth(AuthError::Unauthenticated) => Problem::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+                Some("the request carries no authenticated subject".into()),
+            ),
+            ApiError::Auth(e) => Problem::new(
+                S::FORBIDDEN,
+                "invalid-claims",
+                "Unusable credentials",
+                Some(e.to_string()),
+            ),
+            ApiError::Forbidden => Problem::new(
+                S::FORBIDDEN,
+                "forbidden",
+                "Not allowed",
+                Some("your role does not allow this action on this exercise".into()),
+            ),
+            _ => Problem::new(
+                S::NOT_FOUND,
+                "not-found",
+                "Not found",
+                Some("no video for this exercise".into()),
+            ),
+        }
+    }
+
+    fn scope_problem(&self) -> Problem {
+        match self {
+            ApiError::ScopeConflict { stored } => Problem::new(
+                StatusCode::CONFLICT,
+                "scope-conflict",
+                "Exercise belongs to another scope",
+                Some(format!("this exercise's media belong to scope '{stored}'")),
+            ),
+            _ => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "scope-required",
+                "Scope required",
+                Some(
+                    "your token names no organisation; say which scope the exercise belongs to"
+                        .into(),
+                ),
+            ),
+        }
+    }
+
+    fn provider_problem(&self) -> Problem {
+        use StatusCode as S;
+        match self {
             ApiError::Upstream {
                 retryable: true, ..
             } => Problem::new(
@@ -247,14 +254,6 @@ impl ApiError {
                 "Video provider unavailable",
                 Some("the video provider could not be reached; retry shortly".into()),
             ),
-            ApiError::Upstream {
-                retryable: false, ..
-            } => Problem::new(
-                S::BAD_GATEWAY,
-                "provider-error",
-                "Video provider error",
-                Some("the video provider refused the request; nothing was changed".into()),
-            ),
             ApiError::ProviderNotConfigured(p) => Problem::new(
                 S::SERVICE_UNAVAILABLE,
                 "provider-not-configured",
@@ -262,6 +261,12 @@ impl ApiError {
                 Some(format!(
                     "this deployment has no configuration for {p} videos"
                 )),
+            ),
+            _ => Problem::new(
+                S::BAD_GATEWAY,
+                "provider-error",
+                "Video provider error",
+                Some("the video provider refused the request; nothing was changed".into()),
             ),
         }
     }
@@ -296,6 +301,59 @@ impl ApiError {
         }
         response
     }
+}
+
+fn conflict(detail: &str) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "Concurrent change",
+        Some(detail.into()),
+    )
+}
+
+fn store_problem(e: &StoreError) -> Problem {
+    match e {
+        StoreError::Conflict { .. } | StoreError::Contended { .. } => {
+            conflict("the video changed while this request ran; retry")
+        }
+        StoreError::PointerExists(_) => conflict("the provider video is already in use"),
+        StoreError::Unavailable(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            "Temporarily unavailable",
+            Some("the video store could not be reached; retry shortly".into()),
+        ),
+        StoreError::Corrupt(_) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            None,
+        ),
+    }
+}
+
+fn intake_problem(e: &IntakeError) -> Problem {
+    use StatusCode as S;
+    let (status, slug, title) = match e {
+        IntakeError::MalformedBody(_) => {
+            (S::BAD_REQUEST, "malformed-body", "Malformed request body")
+        }
+        IntakeError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "file-too-large", "File too large"),
+        IntakeError::Empty => (S::BAD_REQUEST, "empty-file", "Empty file"),
+        IntakeError::UnsupportedType { .. } => (
+            S::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported file type",
+        ),
+        IntakeError::ExtensionMismatch { .. } => (
+            S::BAD_REQUEST,
+            "extension-mismatch",
+            "File name does not match its type",
+        ),
+        IntakeError::InvalidScope(_) => (S::BAD_REQUEST, "invalid-id", "Invalid identifier"),
+    };
+    Problem::new(status, slug, title, Some(e.to_string()))
 }
 
 fn response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {

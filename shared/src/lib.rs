@@ -1,27 +1,24 @@
-//! exvid's shared library: the domain (ids, state machine, key layout, playback tokens, access
-//! rules) with no AWS types in it, plus the adapters the functions wire together (DynamoDB
-//! store, SDK bootstrap, HTTP edge) behind cargo features, so each function links only the SDK
-//! clients it uses.
+//! exvid's shared library, in rooms that show the architecture:
+//!
+//! - [`domain`]: ids, the upload state machine, the per-exercise record and every decision on
+//!   it, key layout, playback tokens, access rules. No AWS or HTTP types; unit-tested.
+//! - [`store`] and [`media_bucket`]: the ports the handlers write and read through. The store
+//!   holds the one write path every state change goes through.
+//! - [`bunny`] and [`mediaconvert`]: the providers, each with its pure wire mapping next to its
+//!   client.
+//! - [`aws`]: the AWS adapters (SDK bootstrap, the DynamoDB store, the S3 bucket, S3 events).
+//! - [`http_edge`]: the API functions' edge (caller, problem+json); [`config`], [`telemetry`].
+//!
+//! Adapters sit behind cargo features, so each function links only the SDK clients it uses.
 
-pub mod auth;
+pub mod aws;
 pub mod bunny;
-pub mod clock;
 pub mod config;
-pub mod ids;
-pub mod ladder;
-pub mod lifecycle;
+pub mod domain;
 pub mod media_bucket;
-pub mod media_keys;
-pub mod media_probe;
 pub mod mediaconvert;
-pub mod playback_token;
-pub mod s3_event;
 pub mod store;
 pub mod telemetry;
-pub mod upload_request;
-pub mod video;
 
-#[cfg(feature = "aws")]
-pub mod aws;
 #[cfg(feature = "http")]
 pub mod http_edge;

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use exvid_shared::playback_token::{
+use exvid_shared::domain::playback_token::{
     sign_token, signed_url, verify, TokenKey, TokenOptions, UrlForm,
 };
 use serde::Deserialize;

@@ -2,9 +2,10 @@
 //! `$CARGO_TARGET_TMPDIR/cloudfront-cases.json`; `infra/cloudfront/verify-token.test.mjs` checks
 //! that the CloudFront Function reaches the same verdict on every one.
 
-use exvid_shared::ids::{ExerciseId, Scope, UploadId};
-use exvid_shared::media_keys::{self, VideoContainer};
-use exvid_shared::playback_token::{signed_url, verify, TokenKey, TokenOptions, UrlForm};
+use exvid_shared::domain::ids::{ExerciseId, Scope, UploadId};
+use exvid_shared::domain::media_keys;
+use exvid_shared::domain::media_type::VideoContainer;
+use exvid_shared::domain::playback_token::{signed_url, verify, TokenKey, TokenOptions, UrlForm};
 use serde_json::{json, Value};
 
 const KEY: &str = "rust-minted-cloudfront-key-0001";

@@ -19,8 +19,8 @@ use aws_sdk_dynamodb::operation::{
 };
 use devstack::local::moto_sdk_config;
 use devstack::moto::Moto;
-use exvid_shared::media_bucket::s3::S3Bucket;
-use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::aws::s3::S3Bucket;
 
 pub mod fake_bunny;
 pub mod fake_mediaconvert;
@@ -287,7 +287,7 @@ pub fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
 }
 
 /// The record without bookkeeping (version, updated_at): what the exercise *is*.
-pub fn essence(v: &exvid_shared::video::ExerciseVideo) -> Value {
+pub fn essence(v: &exvid_shared::domain::video::ExerciseVideo) -> Value {
     let mut j = serde_json::to_value(v).unwrap();
     j.as_object_mut().unwrap().remove("version");
     j.as_object_mut().unwrap().remove("updated_at");

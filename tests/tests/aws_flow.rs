@@ -3,24 +3,24 @@
 //! job events → playback; and the ways it goes wrong: duplicate and reordered events, stale and
 //! replaced uploads, junk files, hostile keys, refused requests, cross-org deletes.
 
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::aws::s3::S3Bucket;
 use exvid_shared::bunny::client::BunnyClient;
-use exvid_shared::clock::FixedClock;
-use exvid_shared::config::Cdn;
-use exvid_shared::ids::ExerciseId;
-use exvid_shared::ids::Uuid7;
-use exvid_shared::lifecycle::UploadStatus;
-use exvid_shared::media_bucket::s3::S3Bucket;
+use exvid_shared::domain::clock::FixedClock;
+use exvid_shared::domain::ids::ExerciseId;
+use exvid_shared::domain::ids::Uuid7;
+use exvid_shared::domain::lifecycle::UploadStatus;
+use exvid_shared::domain::playback_token::{verify, TokenKey};
+use exvid_shared::domain::video::ExerciseVideo;
 use exvid_shared::media_bucket::MediaBucket;
 use exvid_shared::mediaconvert::client::MediaConvert;
-use exvid_shared::playback_token::{verify, TokenKey};
-use exvid_shared::store::dynamo::DynamoStore;
 use exvid_shared::store::{Consistency, VideoStore};
-use exvid_shared::video::ExerciseVideo;
 use exvid_tests::fake_mediaconvert::FakeMediaConvert;
 use exvid_tests::{
     api_request as api, essence, event_json, fresh_bucket, fresh_store, http1, moto, mutations,
     shuffled, synthetic_mp4,
 };
+use playback::Cdn;
 use playback::{Cdns, Playback, PlaybackConfig};
 use serde_json::{json, Value};
 use transcode_complete::{CompleteConfig, TranscodeComplete};
@@ -66,7 +66,7 @@ async fn stack() -> Stack {
         IntakeConfig {
             table_name: table.clone(),
             bucket: name.clone(),
-            provider: exvid_shared::video::Provider::AwsMediaconvert,
+            provider: exvid_shared::domain::video::Provider::AwsMediaconvert,
             upload_ttl: std::time::Duration::from_secs(3600),
             tus_ttl: std::time::Duration::from_secs(21_600),
             claims: Default::default(),

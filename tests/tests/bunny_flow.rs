@@ -5,23 +5,23 @@
 use std::time::Duration;
 
 use bunny_webhook::{BunnyWebhook, WebhookConfig};
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::aws::s3::S3Bucket;
 use exvid_shared::bunny::client::{BunnyClient, BunnyConfig, RetryPolicy};
 use exvid_shared::bunny::webhook::SigningKey;
-use exvid_shared::clock::FixedClock;
-use exvid_shared::config::Cdn;
-use exvid_shared::ids::{BunnyGuid, ExerciseId, Uuid7};
-use exvid_shared::lifecycle::UploadStatus;
-use exvid_shared::media_bucket::s3::S3Bucket;
+use exvid_shared::domain::clock::FixedClock;
+use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Uuid7};
+use exvid_shared::domain::lifecycle::UploadStatus;
+use exvid_shared::domain::playback_token::{verify, TokenKey};
+use exvid_shared::domain::video::ExerciseVideo;
 use exvid_shared::media_bucket::MediaBucket;
-use exvid_shared::playback_token::{verify, TokenKey};
-use exvid_shared::store::dynamo::DynamoStore;
 use exvid_shared::store::{BunnyPointer, Consistency, VideoStore};
-use exvid_shared::video::ExerciseVideo;
 use exvid_tests::fake_bunny::{FakeBunny, Fault};
 use exvid_tests::{
     api_request as api, essence, event_json, fresh_bucket, fresh_store, mutations, response_json,
     shuffled, CallLog,
 };
+use playback::Cdn;
 use playback::{Cdns, Playback, PlaybackConfig};
 use serde_json::{json, Value};
 use upload_intake::{Intake, IntakeConfig};
@@ -73,7 +73,7 @@ async fn stack() -> Stack {
         IntakeConfig {
             table_name: table.clone(),
             bucket: bucket.name().to_owned(),
-            provider: exvid_shared::video::Provider::BunnyStream,
+            provider: exvid_shared::domain::video::Provider::BunnyStream,
             upload_ttl: Duration::from_secs(3600),
             tus_ttl: Duration::from_secs(21_600),
             claims: Default::default(),
@@ -698,12 +698,12 @@ async fn a_failed_transaction_deletes_the_video_it_created() {
     let squatter = BunnyPointer {
         guid: BunnyGuid::parse(next_guid).unwrap(),
         exercise_id: ExerciseId::parse("ex-other").unwrap(),
-        upload_id: exvid_shared::ids::UploadId::parse("u-other").unwrap(),
+        upload_id: exvid_shared::domain::ids::UploadId::parse("u-other").unwrap(),
     };
     let seed = ExerciseVideo::new(
         ExerciseId::parse("ex-other").unwrap(),
-        exvid_shared::ids::Scope::parse(ORG).unwrap(),
-        exvid_shared::clock::Timestamp::from_unix(NOW).unwrap(),
+        exvid_shared::domain::ids::Scope::parse(ORG).unwrap(),
+        exvid_shared::domain::clock::Timestamp::from_unix(NOW).unwrap(),
     );
     s.store
         .put(&seed, &exvid_shared::store::Expect::Absent, Some(&squatter))

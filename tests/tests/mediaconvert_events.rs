@@ -3,12 +3,12 @@
 //! or given a wrong type) ends as an error or a valid change, never a panic.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use exvid_shared::clock::Timestamp;
-use exvid_shared::lifecycle::UploadStatus;
+use exvid_shared::domain::clock::Timestamp;
+use exvid_shared::domain::lifecycle::UploadStatus;
+use exvid_shared::domain::video::{ExerciseVideo, PendingUpload, Provider};
 use exvid_shared::mediaconvert::event::{
     change, owner, JobChange, JobStateDetail, DETAIL_TYPE, SOURCE,
 };
-use exvid_shared::video::{ExerciseVideo, PendingUpload, Provider};
 use exvid_tests::{event_json, mutations};
 use serde_json::Value;
 

@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 
-use exvid_shared::clock::FixedClock;
-use exvid_shared::config::Cdn;
-use exvid_shared::playback_token::{verify, TokenKey};
-use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::domain::clock::FixedClock;
+use exvid_shared::domain::playback_token::{verify, TokenKey};
+use exvid_shared::domain::video::ExerciseVideo;
 use exvid_shared::store::{Expect, VideoStore};
-use exvid_shared::video::ExerciseVideo;
 use exvid_tests::{event_json, fresh_store, CallLog};
 use lambda_http::{Body, Response};
+use playback::Cdn;
 use playback::{Cdns, Playback, PlaybackConfig};
 use serde_json::{json, Value};
 

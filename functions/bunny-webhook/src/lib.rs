@@ -21,13 +21,14 @@ use tracing::Instrument;
 use exvid_shared::bunny::client::{BunnyApi, BunnyError};
 use exvid_shared::bunny::video::VideoObject;
 use exvid_shared::bunny::webhook::{self, Effect, Notification, SignatureHeaders, SigningKey};
-use exvid_shared::clock::Clock;
 use exvid_shared::config::{ConfigError, Env};
+use exvid_shared::domain::clock::{Clock, Timestamp};
+use exvid_shared::domain::ids::{BunnyGuid, UploadId};
+use exvid_shared::domain::video::{ExerciseVideo, Ignored};
 use exvid_shared::http_edge::{self, ApiError};
-use exvid_shared::ids::{BunnyGuid, UploadId};
-use exvid_shared::lifecycle::UploadStatus;
-use exvid_shared::store::{self, Consistency, Outcome, VideoStore};
-use exvid_shared::video::{ExerciseVideo, Ignored, Provider};
+use exvid_shared::store::{
+    self, BunnyPointer, Consistency, Outcome, Pointers, Start, VideoStore, Write,
+};
 
 /// The path Bunny's library setting `WebhookUrl` points at.
 pub const WEBHOOK_PATH: &str = "/webhooks/video-ready";
@@ -49,10 +50,7 @@ impl WebhookConfig {
         let library = env.required("BUNNY_STREAM_LIBRARY_ID")?;
         Ok(WebhookConfig {
             table_name: env.required("TABLE_NAME")?,
-            library_id: library.parse().map_err(|_| ConfigError::Invalid {
-                name: "BUNNY_STREAM_LIBRARY_ID",
-                reason: "expected the numeric library id".into(),
-            })?,
+            library_id: exvid_shared::bunny::parse_library_id(&library)?,
             signing_key: SigningKey::new(env.required("BUNNY_WEBHOOK_SIGNING_KEY")?),
         })
     }
@@ -116,6 +114,64 @@ impl<S: VideoStore, P: BunnyApi, C: Clock> BunnyWebhook<S, P, C> {
     }
 
     async fn serve(&self, req: &Request) -> Result<WebhookReport, ApiError> {
+        let note = self.verified_notification(req)?;
+        let span = tracing::Span::current();
+        span.record("webhook_status", format!("{:?}", note.status));
+        if note.library_id != self.config.library_id as i64 {
+            tracing::warn!(
+                library = note.library_id,
+                "webhook for another library (is this URL configured in two libraries?)"
+            );
+            return Ok(WebhookReport::new("ignored", "another library"));
+        }
+        let guid = BunnyGuid::parse(&note.guid)?;
+        span.record("bunny_guid", guid.as_str());
+        let effect = note.status.effect();
+        let Some(target) = effect.target() else {
+            return Ok(WebhookReport::new(
+                "acknowledged",
+                format!("status {:?} changes nothing", note.status),
+            ));
+        };
+        let Some(pointer) = self.store.bunny_pointer(&guid).await? else {
+            tracing::warn!("webhook for a video no exercise knows (deleted, or another stack)");
+            return Ok(WebhookReport::new("ignored", "unknown video"));
+        };
+        span.record("exercise_id", pointer.exercise_id.as_str());
+        span.record("upload_id", pointer.upload_id.as_str());
+        let record = self
+            .store
+            .get(&pointer.exercise_id, Consistency::Strong)
+            .await?;
+        // Decide before asking Bunny: duplicates and stale events cost no API call.
+        match record
+            .as_ref()
+            .map(|r| r.accepts(&pointer.upload_id, target))
+        {
+            None => return Ok(ignored(&Ignored::NoRecord)),
+            Some(Err(why)) => return Ok(ignored(&why)),
+            Some(Ok(())) => {}
+        }
+        let video = match self.facts(&effect, &guid).await? {
+            Facts::Known(video) => video,
+            Facts::Gone => return Ok(WebhookReport::new("ignored", "video gone at Bunny")),
+        };
+        let outcome = self
+            .write(&pointer, record, |v, upload, now| {
+                effect.apply(v, upload, &guid, video.as_deref(), now)
+            })
+            .await?;
+        Ok(match outcome {
+            Outcome::Applied { value, .. } => {
+                WebhookReport::new(value, format!("status {:?}", note.status))
+            }
+            Outcome::Ignored(why) => ignored(&why),
+            Outcome::Deleted(_) => ignored(&Ignored::NoRecord),
+        })
+    }
+
+    /// Size limit, then the signature over the exact raw bytes, then the body.
+    fn verified_notification(&self, req: &Request) -> Result<Notification, ApiError> {
         if req.uri().path().trim_end_matches('/') != WEBHOOK_PATH {
             return Err(ApiError::NoRoute);
         }
@@ -139,168 +195,62 @@ impl<S: VideoStore, P: BunnyApi, C: Clock> BunnyWebhook<S, P, C> {
             },
             body,
         )?;
-        let note = Notification::parse(body).map_err(|e| ApiError::MalformedBody(e.to_string()))?;
-        let span = tracing::Span::current();
-        span.record("webhook_status", format!("{:?}", note.status));
-        if note.library_id != self.config.library_id as i64 {
-            tracing::warn!(
-                library = note.library_id,
-                "webhook for another library (is this URL configured in two libraries?)"
-            );
-            return Ok(WebhookReport::new("ignored", "another library"));
+        Notification::parse(body).map_err(|e| ApiError::MalformedBody(e.to_string()))
+    }
+
+    /// The video object, when the effect needs its facts (one `GET video`).
+    async fn facts(&self, effect: &Effect, guid: &BunnyGuid) -> Result<Facts, ApiError> {
+        if !effect.needs_facts() {
+            return Ok(Facts::Known(None));
         }
-        let guid = BunnyGuid::parse(&note.guid)?;
-        span.record("bunny_guid", guid.as_str());
-        let effect = note.status.effect();
-        if effect == Effect::Acknowledge {
-            return Ok(WebhookReport::new(
-                "acknowledged",
-                format!("status {:?} changes nothing", note.status),
-            ));
+        match self.bunny.get_video(guid).await {
+            Ok(v) => Ok(Facts::Known(Some(Box::new(v)))),
+            Err(BunnyError::NotFound) => {
+                tracing::warn!("Bunny no longer has this video");
+                Ok(Facts::Gone)
+            }
+            Err(e) => Err(e.into()),
         }
-        let Some(pointer) = self.store.bunny_pointer(&guid).await? else {
-            tracing::warn!("webhook for a video no exercise knows (deleted, or another stack)");
-            return Ok(WebhookReport::new("ignored", "unknown video"));
-        };
-        span.record("exercise_id", pointer.exercise_id.as_str());
-        span.record("upload_id", pointer.upload_id.as_str());
-        let record = self
-            .store
-            .get(&pointer.exercise_id, Consistency::Strong)
-            .await?;
-        let Some(record) = record else {
-            return Ok(ignored(&Ignored::NoRecord));
-        };
-        // Decide before asking Bunny: duplicates and stale events cost no API call.
-        if let Err(why) = applies(&record, &pointer.upload_id, &effect) {
-            return Ok(ignored(&why));
-        }
-        let video = match &effect {
-            Effect::Failed(_) => None,
-            _ => match self.bunny.get_video(&guid).await {
-                Ok(v) => Some(v),
-                Err(BunnyError::NotFound) => {
-                    tracing::warn!("Bunny no longer has this video");
-                    return Ok(WebhookReport::new("ignored", "video gone at Bunny"));
-                }
-                Err(e) => return Err(e.into()),
-            },
-        };
-        let released = self.delete_retired(&record.retired_bunny_videos).await;
+    }
+
+    /// One conditional write of `change` through the store's write path. Retired Bunny videos
+    /// are deleted first (confirmed ones leave the record in the same write), and the ones
+    /// this change retires right after.
+    async fn write<T>(
+        &self,
+        pointer: &BunnyPointer,
+        record: Option<ExerciseVideo>,
+        change: impl Fn(&mut ExerciseVideo, &UploadId, Timestamp) -> Result<T, Ignored>,
+    ) -> Result<Outcome<T>, ApiError> {
+        let retired = record
+            .as_ref()
+            .map(|r| r.retired_bunny_videos.clone())
+            .unwrap_or_default();
+        let released = self.bunny.delete_retired(&retired).await;
         let now = self.clock.now();
-        let upload = &pointer.upload_id;
-        let outcome = store::update_from(
-            &self.store,
-            &pointer.exercise_id,
-            None,
-            Some(record),
-            &released,
-            |v| apply(v, upload, &guid, &effect, video.as_ref(), now),
-        )
+        let write = Write::to(&pointer.exercise_id).with_pointers(Pointers::Release(&released));
+        let outcome = store::update(&self.store, write, Start::Known(record), |v| {
+            change(v, &pointer.upload_id, now)
+        })
         .await?;
-        match outcome {
-            Outcome::Ignored(why) => Ok(ignored(&why)),
-            Outcome::Applied {
-                video: written,
-                value,
-            } => {
-                // Videos this change retired (the rendition it replaced) go now; one that
-                // cannot be deleted stays listed and is retried by a later write.
-                let fresh: Vec<BunnyGuid> = written
-                    .retired_bunny_videos
-                    .iter()
-                    .filter(|g| !released.contains(g))
-                    .cloned()
-                    .collect();
-                self.delete_retired(&fresh).await;
-                Ok(WebhookReport::new(
-                    value,
-                    format!("status {:?}", note.status),
-                ))
-            }
+        if let Outcome::Applied { video, .. } = &outcome {
+            // One that cannot be deleted stays listed and is retried by a later write.
+            let fresh: Vec<BunnyGuid> = video
+                .retired_bunny_videos
+                .iter()
+                .filter(|g| !released.contains(g))
+                .cloned()
+                .collect();
+            self.bunny.delete_retired(&fresh).await;
         }
-    }
-
-    /// Deletes retired Bunny videos; returns those confirmed gone. Failures are logged only:
-    /// they never fail the webhook.
-    async fn delete_retired(&self, guids: &[BunnyGuid]) -> Vec<BunnyGuid> {
-        let mut gone = Vec::new();
-        for guid in guids {
-            match self.bunny.delete_video(guid).await {
-                Ok(_) => {
-                    tracing::info!(retired = %guid, "replaced Bunny video deleted");
-                    gone.push(guid.clone());
-                }
-                Err(e) => {
-                    tracing::warn!(retired = %guid, error = %e, "replaced Bunny video not deleted; will retry");
-                }
-            }
-        }
-        gone
+        Ok(outcome)
     }
 }
 
-/// Whether `effect` can change `record` for `upload` (without the provider's facts).
-fn applies(record: &ExerciseVideo, upload: &UploadId, effect: &Effect) -> Result<(), Ignored> {
-    let pending_open = record
-        .pending
-        .as_ref()
-        .is_some_and(|p| &p.upload_id == upload && !p.status.is_terminal());
-    let is_current = record.current.as_ref().map(|c| &c.upload_id) == Some(upload);
-    let refinable = matches!(effect, Effect::Finished)
-        && is_current
-        && record.current.as_ref().map(|c| c.provider) == Some(Provider::BunnyStream);
-    if pending_open || refinable {
-        return Ok(());
-    }
-    if is_current {
-        return Err(Ignored::AlreadyCurrent(upload.clone()));
-    }
-    match &record.pending {
-        Some(p) if &p.upload_id == upload => Err(Ignored::Transition(
-            exvid_shared::lifecycle::TransitionError {
-                from: p.status,
-                to: match effect {
-                    Effect::Failed(_) => UploadStatus::Failed,
-                    Effect::Processing => UploadStatus::Processing,
-                    _ => UploadStatus::Ready,
-                },
-            },
-        )),
-        other => Err(Ignored::StaleUpload {
-            event: upload.clone(),
-            pending: other.as_ref().map(|p| p.upload_id.clone()),
-        }),
-    }
-}
-
-/// The domain change for one notification; the report's outcome on success.
-fn apply(
-    v: &mut ExerciseVideo,
-    upload: &UploadId,
-    guid: &BunnyGuid,
-    effect: &Effect,
-    video: Option<&VideoObject>,
-    now: exvid_shared::clock::Timestamp,
-) -> Result<&'static str, Ignored> {
-    match (effect, video) {
-        (Effect::Processing, Some(video)) => v
-            .mark_processing(upload, video.progress(), None, now)
-            .map(|_| "processing"),
-        (Effect::Playable, Some(video)) => v
-            .complete(upload, None, video.rendition(guid, upload, false), now)
-            .map(|_| "ready"),
-        (Effect::Finished, Some(video)) => {
-            let rendition = video.rendition(guid, upload, true);
-            match v.complete(upload, None, rendition.clone(), now) {
-                Err(Ignored::AlreadyCurrent(_)) => v.refine_current(upload, rendition, now),
-                other => other.map(|_| ()),
-            }
-            .map(|_| "ready")
-        }
-        (Effect::Failed(error), _) => v.fail(upload, None, error.clone(), now).map(|_| "failed"),
-        _ => Err(Ignored::Unchanged),
-    }
+/// What Bunny knows of a video.
+enum Facts {
+    Known(Option<Box<VideoObject>>),
+    Gone,
 }
 
 fn ignored(why: &Ignored) -> WebhookReport {

@@ -1,9 +1,9 @@
 use bunny_webhook::{BunnyWebhook, WebhookConfig};
-use exvid_shared::aws::sdk_config;
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::aws::sdk::sdk_config;
 use exvid_shared::bunny::client::{BunnyClient, BunnyConfig};
-use exvid_shared::clock::SystemClock;
 use exvid_shared::config::{fail_init, ConfigError, Env};
-use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::domain::clock::SystemClock;
 use lambda_http::{service_fn, Error, Request};
 
 const NAME: &str = "bunny-webhook";

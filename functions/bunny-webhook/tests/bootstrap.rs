@@ -9,7 +9,7 @@ use devstack::lambda_process::LambdaProcess;
 use devstack::local;
 use devstack::moto::Moto;
 use devstack::runtime_api::Outcome;
-use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::aws::dynamo::DynamoStore;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_bunny-webhook");
 

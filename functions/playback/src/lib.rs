@@ -10,16 +10,17 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
-use exvid_shared::auth::{authorize, Access, Action, ClaimNames};
-use exvid_shared::clock::{Clock, Timestamp};
-use exvid_shared::config::{Cdn, ConfigError, Env};
+use exvid_shared::config::{cdn_base_url, ConfigError, Env};
+use exvid_shared::domain::auth::{authorize, Action, ClaimNames};
+use exvid_shared::domain::clock::{Clock, Timestamp};
+use exvid_shared::domain::ids::{ExerciseId, Scope};
+use exvid_shared::domain::lifecycle::UploadStatus;
+use exvid_shared::domain::media_keys;
+use exvid_shared::domain::playback_token::TokenKey;
+use exvid_shared::domain::playback_token::{signed_url, TokenOptions, UrlForm};
+use exvid_shared::domain::video::{ExerciseVideo, Provider, Rendition};
 use exvid_shared::http_edge::{self, ApiError};
-use exvid_shared::ids::{ExerciseId, Scope};
-use exvid_shared::lifecycle::UploadStatus;
-use exvid_shared::media_keys;
-use exvid_shared::playback_token::{signed_url, TokenOptions, UrlForm};
 use exvid_shared::store::{Consistency, VideoStore};
-use exvid_shared::video::{ExerciseVideo, Provider, Rendition};
 
 /// The playback function's configuration.
 #[derive(Debug, Clone)]
@@ -51,8 +52,8 @@ impl PlaybackConfig {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let provider = env.provider()?;
         let cdns = Cdns {
-            bunny: env.cdn(Provider::BunnyStream)?,
-            cloudfront: env.cdn(Provider::AwsMediaconvert)?,
+            bunny: cdn(env, Provider::BunnyStream)?,
+            cloudfront: cdn(env, Provider::AwsMediaconvert)?,
         };
         if cdns.for_provider(provider).is_none() {
             return Err(ConfigError::Missing(match provider {
@@ -63,10 +64,61 @@ impl PlaybackConfig {
         Ok(PlaybackConfig {
             table_name: env.required("TABLE_NAME")?,
             cdns,
-            ttl_seconds: env.playback_ttl()?,
+            ttl_seconds: playback_ttl(env)?,
             claims: env.claim_names(),
         })
     }
+}
+
+/// `PLAYBACK_URL_TTL_SECONDS`: 60 s to 24 h, default 3600.
+pub fn playback_ttl(env: &Env<'_>) -> Result<u64, ConfigError> {
+    let ttl: u64 = env.parsed_or("PLAYBACK_URL_TTL_SECONDS", 3600)?;
+    if !(60..=86_400).contains(&ttl) {
+        return Err(ConfigError::Invalid {
+            name: "PLAYBACK_URL_TTL_SECONDS",
+            reason: "must be between 60 and 86400 seconds".into(),
+        });
+    }
+    Ok(ttl)
+}
+
+/// The CDN that serves `provider`'s renditions, if configured. Half a pair (host without
+/// key or the reverse) is an error, not a silent "unconfigured".
+pub fn cdn(env: &Env<'_>, provider: Provider) -> Result<Option<Cdn>, ConfigError> {
+    let (host_var, key_var) = match provider {
+        Provider::BunnyStream => ("BUNNY_STREAM_CDN_HOSTNAME", "BUNNY_STREAM_CDN_TOKEN_KEY"),
+        Provider::AwsMediaconvert => ("AWS_CLOUDFRONT_DOMAIN", "CDN_TOKEN_KEY"),
+    };
+    match (env.optional(host_var), env.optional(key_var)) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::Missing(key_var)),
+        (None, Some(_)) => Err(ConfigError::Missing(host_var)),
+        (Some(host), Some(key)) => {
+            let base_url = cdn_base_url(&host).map_err(|reason| ConfigError::Invalid {
+                name: host_var,
+                reason,
+            })?;
+            if key.len() < 16 {
+                return Err(ConfigError::Invalid {
+                    name: key_var,
+                    reason: "token keys shorter than 16 characters are refused".into(),
+                });
+            }
+            Ok(Some(Cdn {
+                base_url,
+                key: TokenKey::new(key),
+            }))
+        }
+    }
+}
+
+/// A CDN that serves signed URLs.
+#[derive(Debug, Clone)]
+pub struct Cdn {
+    /// `https://host` (no trailing slash). A bare host name gets `https://`; an explicit
+    /// `http://` is kept for local stand-ins.
+    pub base_url: String,
+    pub key: TokenKey,
 }
 
 /// One offline-download rendition.
@@ -276,12 +328,8 @@ impl<S: VideoStore, C: Clock> Playback<S, C> {
             .get(&exercise_id, Consistency::Eventual)
             .await?
             .ok_or(ApiError::NotFound)?;
-        match authorize(&principal, Action::Read, &video.scope) {
-            Access::Allow => {}
-            // Another org's exercise looks exactly like a missing one.
-            Access::NotFound => return Err(ApiError::NotFound),
-            Access::Forbidden => return Err(ApiError::Forbidden),
-        }
+        // Another org's exercise looks exactly like a missing one.
+        http_edge::allowed(authorize(&principal, Action::Read, &video.scope))?;
         let body = view(
             &video,
             &self.config.cdns,
@@ -295,10 +343,63 @@ impl<S: VideoStore, C: Clock> Playback<S, C> {
 
 #[cfg(test)]
 mod tests {
+    fn env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        for (v, ok) in [
+            ("3600", true),
+            ("59", false),
+            ("86401", false),
+            ("x", false),
+            ("-5", false),
+        ] {
+            let vars = env(&[("PLAYBACK_URL_TTL_SECONDS", v)]);
+            assert_eq!(
+                playback_ttl(&Env::from_fn(|n| vars.get(n).cloned())).is_ok(),
+                ok,
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn cdn_pairs() {
+        let key = "0123456789abcdef-secret";
+        let vars = env(&[
+            ("BUNNY_STREAM_CDN_HOSTNAME", "vz-1.b-cdn.net/"),
+            ("BUNNY_STREAM_CDN_TOKEN_KEY", key),
+            ("AWS_CLOUDFRONT_DOMAIN", "d1.cloudfront.net"),
+        ]);
+        let e = Env::from_fn(|n| vars.get(n).cloned());
+        let bunny = cdn(&e, Provider::BunnyStream).unwrap().unwrap();
+        assert_eq!(bunny.base_url, "https://vz-1.b-cdn.net");
+        assert!(!format!("{bunny:?}").contains(key));
+        assert_eq!(
+            cdn(&e, Provider::AwsMediaconvert).unwrap_err(),
+            ConfigError::Missing("CDN_TOKEN_KEY")
+        );
+        let vars = env(&[
+            ("AWS_CLOUDFRONT_DOMAIN", "d1.cloudfront.net"),
+            ("CDN_TOKEN_KEY", "tiny"),
+        ]);
+        let err = cdn(
+            &Env::from_fn(|n| vars.get(n).cloned()),
+            Provider::AwsMediaconvert,
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("tiny"), "{err}");
+    }
+
     use super::*;
-    use exvid_shared::ids::{BunnyGuid, UploadId};
-    use exvid_shared::playback_token::{verify, TokenKey};
-    use exvid_shared::video::{PendingUpload, UploadError};
+    use exvid_shared::domain::ids::{BunnyGuid, UploadId};
+    use exvid_shared::domain::playback_token::{verify, TokenKey};
+    use exvid_shared::domain::video::{PendingUpload, UploadError};
 
     const NOW: i64 = 1_800_000_000;
     const BUNNY_KEY: &str = "bunny-pull-zone-key-0001";

@@ -1,6 +1,6 @@
-use exvid_shared::clock::SystemClock;
+use exvid_shared::aws::dynamo::DynamoStore;
 use exvid_shared::config::{fail_init, Env};
-use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::domain::clock::SystemClock;
 use lambda_http::{service_fn, Error, Request};
 use playback::{Playback, PlaybackConfig};
 
@@ -9,7 +9,7 @@ async fn main() -> Result<(), Error> {
     exvid_shared::telemetry::init();
     let config =
         PlaybackConfig::from_env(&Env::process()).unwrap_or_else(|e| fail_init("playback", e));
-    let sdk = exvid_shared::aws::sdk_config()
+    let sdk = exvid_shared::aws::sdk::sdk_config()
         .await
         .unwrap_or_else(|e| fail_init("playback", e));
     let store = DynamoStore::from_sdk_config(&sdk, &config.table_name);

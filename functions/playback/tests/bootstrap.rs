@@ -9,8 +9,8 @@ use devstack::lambda_process::LambdaProcess;
 use devstack::local;
 use devstack::moto::Moto;
 use devstack::runtime_api::Outcome;
-use exvid_shared::store::dynamo::DynamoStore;
-use exvid_shared::video::ExerciseVideo;
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::domain::video::ExerciseVideo;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_playback");
 

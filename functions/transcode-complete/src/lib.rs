@@ -10,13 +10,13 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
 
-use exvid_shared::clock::Clock;
 use exvid_shared::config::{ConfigError, Env};
+use exvid_shared::domain::clock::Clock;
+use exvid_shared::domain::media_keys;
+use exvid_shared::domain::video::{ExerciseVideo, Ignored, Provider, Rendition};
 use exvid_shared::media_bucket::MediaBucket;
-use exvid_shared::media_keys;
 use exvid_shared::mediaconvert::event::{self, JobChange, JobOwner, JobStateDetail};
-use exvid_shared::store::{self, Outcome, StoreError, VideoStore};
-use exvid_shared::video::{Provider, Rendition};
+use exvid_shared::store::{self, Outcome, Start, StoreError, VideoStore, Write};
 
 #[derive(Debug, Clone)]
 pub struct CompleteConfig {
@@ -138,25 +138,11 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
         let now = self.clock.now();
         let upload = &owner.upload_id;
         let job = Some(owner.job_id.as_str());
-        let id = &owner.exercise_id;
-        // The event's scope must be the record's: a job names its exercise by metadata only.
-        let scope_ok = |v: &exvid_shared::video::ExerciseVideo| {
-            if v.scope == owner.scope {
-                Ok(())
-            } else {
-                Err(exvid_shared::video::Ignored::ScopeMismatch {
-                    stored: v.scope.clone(),
-                    requested: owner.scope.clone(),
-                })
-            }
-        };
         match change {
             JobChange::Processing { percent } => {
-                let outcome = store::update(&self.store, id, Some(upload), |v| {
-                    scope_ok(v)?;
-                    v.mark_processing(upload, percent, job, now)
-                })
-                .await?;
+                let outcome = self
+                    .update(owner, |v| v.mark_processing(upload, percent, job, now))
+                    .await?;
                 Ok(report(
                     outcome,
                     "processing",
@@ -165,20 +151,18 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
             }
             JobChange::Failed(error) => {
                 let detail = format!("{}: {}", error.code, error.message);
-                let outcome = store::update(&self.store, id, Some(upload), |v| {
-                    scope_ok(v)?;
-                    v.fail(upload, job, error.clone(), now)
-                })
-                .await?;
+                let outcome = self
+                    .update(owner, |v| v.fail(upload, job, error.clone(), now))
+                    .await?;
                 Ok(report(outcome, "failed", detail))
             }
             JobChange::Complete(rendition) => {
                 let detail = rendition.hls_path.clone();
-                let outcome = store::update(&self.store, id, Some(upload), |v| {
-                    scope_ok(v)?;
-                    v.complete(upload, job, (*rendition).clone(), now)
-                })
-                .await?;
+                let outcome = self
+                    .update(owner, |v| {
+                        v.complete(upload, job, (*rendition).clone(), now)
+                    })
+                    .await?;
                 if let Outcome::Applied {
                     video,
                     value: Some(replaced),
@@ -192,11 +176,26 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
         }
     }
 
+    /// One write of the job's upload through the store's write path. A job names its exercise
+    /// by metadata only: the record must be in the job's scope too.
+    async fn update<T>(
+        &self,
+        owner: &JobOwner,
+        mut change: impl FnMut(&mut ExerciseVideo) -> Result<T, Ignored>,
+    ) -> Result<Outcome<T>, StoreError> {
+        let write = Write::to(&owner.exercise_id).for_upload(&owner.upload_id);
+        store::update(&self.store, write, Start::Read, |v| {
+            v.in_scope(&owner.scope)?;
+            change(v)
+        })
+        .await
+    }
+
     /// Deletes the outputs of the rendition a new one replaced. Best effort: the new rendition is
     /// already playing, a failure only leaves storage behind (logged at error level to alarm on).
     async fn delete_replaced(
         &self,
-        scope: &exvid_shared::ids::Scope,
+        scope: &exvid_shared::domain::ids::Scope,
         owner: &JobOwner,
         replaced: &Rendition,
     ) {
@@ -218,7 +217,7 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
 
 fn report<T>(outcome: Outcome<T>, applied: &'static str, detail: String) -> CompleteReport {
     match outcome {
-        Outcome::Applied { .. } => CompleteReport::new(applied, detail),
+        Outcome::Applied { .. } | Outcome::Deleted(_) => CompleteReport::new(applied, detail),
         Outcome::Ignored(why) => CompleteReport::new("ignored", why.to_string()),
     }
 }

@@ -16,18 +16,17 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
 
-use exvid_shared::clock::Clock;
+use exvid_shared::aws::s3_event::{self, ObjectCreated};
 use exvid_shared::config::{ConfigError, Env};
-use exvid_shared::ids::UploadId;
-use exvid_shared::lifecycle::UploadStatus;
+use exvid_shared::domain::clock::Clock;
+use exvid_shared::domain::ids::UploadId;
+use exvid_shared::domain::media_keys::{self, OriginalKey, PosterKey};
+use exvid_shared::domain::media_probe::{self, Geometry, GeometryProbe};
+use exvid_shared::domain::video::{ExerciseVideo, UploadError};
 use exvid_shared::media_bucket::{BucketError, MediaBucket};
-use exvid_shared::media_keys::{self, OriginalKey, PosterKey};
-use exvid_shared::media_probe::{self, Geometry, GeometryProbe};
 use exvid_shared::mediaconvert::client::{SubmitError, Transcoder};
 use exvid_shared::mediaconvert::job;
-use exvid_shared::s3_event::{self, ObjectCreated};
-use exvid_shared::store::{self, Consistency, Expect, Outcome, StoreError, VideoStore};
-use exvid_shared::video::{ExerciseVideo, UploadError};
+use exvid_shared::store::{self, Consistency, Outcome, Start, StoreError, VideoStore, Write};
 
 #[derive(Debug, Clone)]
 pub struct StartConfig {
@@ -190,17 +189,8 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         else {
             return ignored("exercise has no video record".into());
         };
-        let Some(pending) = video.pending.as_ref().filter(|p| p.upload_id == upload_id) else {
-            return ignored(format!("upload {upload_id} is not the pending upload"));
-        };
-        if pending.status != UploadStatus::AwaitingUpload {
-            return ignored(format!(
-                "upload {upload_id} is already {:?}",
-                pending.status
-            ));
-        }
-        if video.scope != original.scope || pending.source_key.as_deref() != Some(key) {
-            return ignored("key does not match the pending upload's source".into());
+        if let Err(why) = video.awaiting_bytes(&upload_id, &original.scope, key) {
+            return ignored(why.to_string());
         }
 
         let first = self
@@ -218,7 +208,7 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         if geometry.is_none() {
             tracing::warn!("source size unknown: ladder assumes a 720p landscape source");
         }
-        let token = s3_event::request_token(object, upload_id.as_str());
+        let token = job::request_token(object, upload_id.as_str());
         let plan = job::plan(
             job::JobSource {
                 bucket: &self.config.bucket,
@@ -244,7 +234,8 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
             Err(e) => return Err(StartError::Transcoder(e)),
         };
         let now = self.clock.now();
-        let outcome = store::update(&self.store, &video.exercise_id, Some(&upload_id), |v| {
+        let write = Write::to(&video.exercise_id).for_upload(&upload_id);
+        let outcome = store::update(&self.store, write, Start::Read, |v| {
             v.mark_processing(&upload_id, None, Some(&job_id), now)
         })
         .await?;
@@ -264,6 +255,7 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
             ),
             // A concurrent duplicate got there first (same request token, same job).
             Outcome::Ignored(why) => ObjectOutcome::new(key, "ignored", why.to_string()),
+            Outcome::Deleted(()) => ObjectOutcome::new(key, "ignored", "record deleted"),
         };
         result.job_id = Some(job_id);
         Ok(result)
@@ -273,7 +265,7 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
     async fn geometry(
         &self,
         key: &str,
-        container: exvid_shared::media_keys::VideoContainer,
+        container: exvid_shared::domain::media_type::VideoContainer,
         first: &[u8],
     ) -> Result<Option<Geometry>, StartError> {
         let mut probe = media_probe::probe_geometry(container, first);
@@ -306,13 +298,14 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
     ) -> Result<ObjectOutcome, StartError> {
         let now = self.clock.now();
         let detail = error.message.clone();
-        let result = store::update(&self.store, &video.exercise_id, Some(upload_id), |v| {
+        let write = Write::to(&video.exercise_id).for_upload(upload_id);
+        let result = store::update(&self.store, write, Start::Read, |v| {
             v.fail(upload_id, None, error.clone(), now)
         })
         .await?;
         Ok(match result {
-            Outcome::Applied { .. } => ObjectOutcome::new(key, outcome, detail),
             Outcome::Ignored(why) => ObjectOutcome::new(key, "ignored", why.to_string()),
+            _ => ObjectOutcome::new(key, outcome, detail),
         })
     }
 
@@ -331,41 +324,19 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         }
         let path = media_keys::cdn_path(key);
         let now = self.clock.now();
-        for _ in 0..store::UPDATE_ATTEMPTS {
-            let outcome = store::update(&self.store, &poster.exercise_id, None, |v| {
-                if v.scope != poster.scope {
-                    return Err(exvid_shared::video::Ignored::ScopeMismatch {
-                        stored: v.scope.clone(),
-                        requested: poster.scope.clone(),
-                    });
-                }
-                v.set_uploaded_thumbnail(path.clone(), now)
-            })
-            .await?;
-            match outcome {
-                Outcome::Applied { .. } => {
-                    return Ok(ObjectOutcome::new(key, "poster_recorded", path))
-                }
-                Outcome::Ignored(exvid_shared::video::Ignored::NoRecord) => {
-                    // A poster before any video: the record starts here, scope from the key
-                    // (the intake authorized the upload to it).
-                    let mut v =
-                        ExerciseVideo::new(poster.exercise_id.clone(), poster.scope.clone(), now);
-                    let _ = v.set_uploaded_thumbnail(path.clone(), now);
-                    match self.store.put(&v, &Expect::Absent, None).await {
-                        Ok(()) => return Ok(ObjectOutcome::new(key, "poster_recorded", path)),
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Outcome::Ignored(why) => {
-                    return Ok(ObjectOutcome::new(key, "ignored", why.to_string()))
-                }
-            }
-        }
-        Err(StoreError::Contended {
-            attempts: store::UPDATE_ATTEMPTS,
-        }
-        .into())
+        // A poster before any video starts the record, scope from the key (the intake
+        // authorized the upload to it).
+        let outcome = store::upsert(
+            &self.store,
+            Write::to(&poster.exercise_id),
+            Start::Read,
+            || ExerciseVideo::new(poster.exercise_id.clone(), poster.scope.clone(), now),
+            |v| v.set_uploaded_thumbnail(&poster.scope, path.clone(), now),
+        )
+        .await?;
+        Ok(match outcome {
+            Outcome::Ignored(why) => ObjectOutcome::new(key, "ignored", why.to_string()),
+            _ => ObjectOutcome::new(key, "poster_recorded", path),
+        })
     }
 }

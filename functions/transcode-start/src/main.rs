@@ -1,11 +1,11 @@
 #![recursion_limit = "256"]
 
-use exvid_shared::aws::{has_custom_endpoint, sdk_config};
-use exvid_shared::clock::SystemClock;
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::aws::s3::S3Bucket;
+use exvid_shared::aws::sdk::{has_custom_endpoint, sdk_config};
 use exvid_shared::config::{fail_init, Env};
-use exvid_shared::media_bucket::s3::S3Bucket;
+use exvid_shared::domain::clock::SystemClock;
 use exvid_shared::mediaconvert::client::MediaConvert;
-use exvid_shared::store::dynamo::DynamoStore;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use transcode_start::{StartConfig, TranscodeStart};

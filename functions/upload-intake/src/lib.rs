@@ -19,18 +19,20 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
-use exvid_shared::auth::{authorize, Access, Action, ClaimNames, Principal};
 use exvid_shared::bunny::client::BunnyApi;
 use exvid_shared::bunny::tus::{self, TusMetadata, TusUpload};
-use exvid_shared::clock::Clock;
 use exvid_shared::config::{ConfigError, Env};
+use exvid_shared::domain::auth::{authorize, Action, ClaimNames, Principal};
+use exvid_shared::domain::clock::Clock;
+use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Scope, StepId, UploadId, UploadIds};
+use exvid_shared::domain::media_keys;
+use exvid_shared::domain::upload_request::{self, ImageSlot, VideoUpload};
+use exvid_shared::domain::video::{ExerciseVideo, PendingUpload, Provider};
 use exvid_shared::http_edge::{self, ApiError};
-use exvid_shared::ids::{BunnyGuid, ExerciseId, Scope, StepId, UploadId, UploadIds};
 use exvid_shared::media_bucket::{MediaBucket, PresignedPut, PutConditions, ORIGINAL_TAGGING};
-use exvid_shared::media_keys;
-use exvid_shared::store::{BunnyPointer, Consistency, Expect, StoreError, VideoStore};
-use exvid_shared::upload_request::{self, ImageSlot, VideoUpload};
-use exvid_shared::video::{ExerciseVideo, PendingUpload, Provider};
+use exvid_shared::store::{
+    self, BunnyPointer, Consistency, Decision, Outcome, Pointers, Start, VideoStore, Write,
+};
 
 /// The intake function's configuration.
 #[derive(Debug, Clone)]
@@ -114,9 +116,6 @@ struct NewUpload<'a> {
     upload_id: &'a UploadId,
     scope: &'a Scope,
 }
-
-/// How many times a video intake re-reads and retries when the record changed under it.
-const WRITE_ATTEMPTS: u32 = 3;
 
 /// The function: dependencies built once in `main`, shared by every invocation.
 pub struct Intake<S, B, P, C, I> {
@@ -207,16 +206,12 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
         requested: Option<Scope>,
     ) -> Result<Scope, ApiError> {
         let scope = match (stored, requested) {
-            (Some(v), Some(r)) if v.scope != r => {
-                // Say nothing about an exercise the caller may not see.
-                if authorize(principal, Action::Read, &v.scope) == Access::NotFound {
-                    return Err(ApiError::NotFound);
-                }
-                return Err(ApiError::ScopeConflict {
-                    stored: v.scope.to_string(),
-                });
+            (Some(v), Some(r)) => {
+                v.in_scope(&r)
+                    .map_err(|why| http_edge::refusal(principal, why))?;
+                r
             }
-            (Some(v), _) => v.scope.clone(),
+            (Some(v), None) => v.scope.clone(),
             (None, Some(r)) => r,
             (None, None) => principal
                 .org
@@ -224,11 +219,8 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
                 .map(Scope::Org)
                 .ok_or(ApiError::ScopeRequired)?,
         };
-        match authorize(principal, Action::Upload, &scope) {
-            Access::Allow => Ok(scope),
-            Access::Forbidden => Err(ApiError::Forbidden),
-            Access::NotFound => Err(ApiError::NotFound),
-        }
+        http_edge::allowed(authorize(principal, Action::Upload, &scope))?;
+        Ok(scope)
     }
 
     async fn video(
@@ -343,11 +335,7 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
         };
         // Videos this upload abandoned (an earlier pending one) go now; a failure is retried by
         // the webhook's next write or the exercise's deletion.
-        for old in &written.retired_bunny_videos {
-            if let Err(e) = bunny.delete_video(old).await {
-                tracing::warn!(bunny_guid = %old, error = %e, "retired Bunny video not deleted yet");
-            }
-        }
+        bunny.delete_retired(&written.retired_bunny_videos).await;
         let expire = now.plus_seconds(self.config.tus_ttl.as_secs());
         let upload = bunny.tus_upload(
             &guid,
@@ -361,59 +349,39 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
     }
 
     /// Records `pending` as the exercise's latest upload (with the Bunny pointer, in the same
-    /// transaction), re-deciding on the fresh record when it changed meanwhile. Returns the
-    /// record as written.
+    /// transaction) through the store's write path. Returns the record as written.
     async fn write_pending(
         &self,
         u: &NewUpload<'_>,
-        mut stored: Option<ExerciseVideo>,
+        stored: Option<ExerciseVideo>,
         pending: PendingUpload,
         pointer: Option<&BunnyPointer>,
     ) -> Result<ExerciseVideo, ApiError> {
-        for _ in 0..WRITE_ATTEMPTS {
+        let pointers = pointer.map_or(Pointers::Keep, Pointers::Create);
+        let now = self.clock.now();
+        let outcome = store::upsert(
+            &self.store,
+            Write::to(u.exercise_id).with_pointers(pointers),
+            Start::Known(stored),
             // The record may have been created or deleted since the scope was decided.
-            let scope = Self::upload_scope(u.principal, stored.as_ref(), u.request.scope.clone())?;
-            if &scope != u.scope {
-                return Err(StoreError::Contended { attempts: 1 }.into());
-            }
-            let now = self.clock.now();
-            let (mut next, expect) = match &stored {
-                Some(v) => (
-                    v.clone(),
-                    Expect::Version {
-                        version: v.version,
-                        upload_id: None,
-                    },
-                ),
-                None => (
-                    ExerciseVideo::new(u.exercise_id.clone(), scope.clone(), now),
-                    Expect::Absent,
-                ),
-            };
-            let replaced = next
-                .begin_upload(&scope, pending.clone(), now)
-                .map_err(|_| ApiError::Store(StoreError::Contended { attempts: 1 }))?;
-            match self.store.put(&next, &expect, pointer).await {
-                Ok(()) => {
-                    if let Some(old) = replaced {
-                        tracing::info!(replaced_upload = %old.upload_id, "pending upload replaced");
-                    }
-                    tracing::info!(scope = %scope, provider = %pending.provider, "upload awaiting bytes");
-                    return Ok(next);
+            || ExerciseVideo::new(u.exercise_id.clone(), u.scope.clone(), now),
+            |v| v.begin_upload(u.scope, pending.clone(), now),
+        )
+        .await?;
+        match outcome {
+            Outcome::Applied {
+                video,
+                value: replaced,
+            } => {
+                if let Some(old) = replaced {
+                    tracing::info!(replaced_upload = %old.upload_id, "pending upload replaced");
                 }
-                Err(StoreError::Conflict { current }) => {
-                    stored = match current {
-                        Some(v) => Some(*v),
-                        None => self.store.get(u.exercise_id, Consistency::Strong).await?,
-                    };
-                }
-                Err(e) => return Err(e.into()),
+                tracing::info!(scope = %u.scope, provider = %pending.provider, "upload awaiting bytes");
+                Ok(*video)
             }
+            Outcome::Ignored(why) => Err(http_edge::refusal(u.principal, why)),
+            Outcome::Deleted(_) => Err(ApiError::NotFound),
         }
-        Err(StoreError::Contended {
-            attempts: WRITE_ATTEMPTS,
-        }
-        .into())
     }
 
     async fn image(
@@ -467,48 +435,55 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
         principal: &Principal,
         exercise_id: &ExerciseId,
     ) -> Result<Response<Body>, ApiError> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let Some(video) = self.store.get(exercise_id, Consistency::Strong).await? else {
-                tracing::info!("nothing to delete");
-                return Ok(no_content());
-            };
-            match authorize(principal, Action::Delete, &video.scope) {
-                Access::Allow => {}
-                Access::Forbidden => return Err(ApiError::Forbidden),
-                Access::NotFound => return Err(ApiError::NotFound),
-            }
-            // Provider assets and objects first: if the record went first and this failed,
-            // nothing would remember them. A retry after a partial failure deletes the rest.
-            let guids = video.bunny_videos();
-            if !guids.is_empty() {
-                let bunny = self
-                    .bunny
-                    .as_ref()
-                    .ok_or(ApiError::ProviderNotConfigured(Provider::BunnyStream))?;
-                for guid in &guids {
-                    bunny.delete_video(guid).await?;
-                }
-            }
-            let prefix = media_keys::exercise_prefix(&video.scope, exercise_id);
-            let objects = self.bucket.delete_prefix(&prefix).await?;
-            match self.store.delete(exercise_id, video.version, &guids).await {
-                Ok(()) => {
-                    tracing::info!(
-                        objects,
-                        bunny_videos = guids.len(),
-                        "exercise media deleted"
-                    );
-                    return Ok(no_content());
-                }
-                // A late event changed the record meanwhile: read it again and delete that.
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+        // Provider assets and objects before the record: if the record went first and this
+        // failed, nothing would remember them. A retry after a partial failure deletes the
+        // rest; a late event that changed the record meanwhile makes the write path decide
+        // (and delete) again on the fresh record.
+        let outcome = store::write(
+            &self.store,
+            Write::to(exercise_id),
+            Start::Read,
+            |latest| async move {
+                let Some(video) = latest else {
+                    tracing::info!("nothing to delete");
+                    return Ok(Decision::Delete(()));
+                };
+                http_edge::allowed(authorize(principal, Action::Delete, &video.scope))?;
+                self.delete_assets(exercise_id, &video).await?;
+                Ok::<_, ApiError>(Decision::Delete(()))
+            },
+        )
+        .await?;
+        match outcome {
+            Outcome::Ignored(why) => Err(http_edge::refusal(principal, why)),
+            _ => Ok(no_content()),
+        }
+    }
+
+    /// The record's Bunny videos and every object under the exercise's prefix.
+    async fn delete_assets(
+        &self,
+        exercise_id: &ExerciseId,
+        video: &ExerciseVideo,
+    ) -> Result<(), ApiError> {
+        let guids = video.bunny_videos();
+        if !guids.is_empty() {
+            let bunny = self
+                .bunny
+                .as_ref()
+                .ok_or(ApiError::ProviderNotConfigured(Provider::BunnyStream))?;
+            for guid in &guids {
+                bunny.delete_video(guid).await?;
             }
         }
-        Err(StoreError::Contended {
-            attempts: WRITE_ATTEMPTS,
-        }
-        .into())
+        let prefix = media_keys::exercise_prefix(&video.scope, exercise_id);
+        let objects = self.bucket.delete_prefix(&prefix).await?;
+        tracing::info!(
+            objects,
+            bunny_videos = guids.len(),
+            "exercise media deleted"
+        );
+        Ok(())
     }
 }
 

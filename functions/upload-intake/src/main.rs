@@ -1,11 +1,11 @@
-use exvid_shared::aws::{has_custom_endpoint, sdk_config};
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::aws::s3::S3Bucket;
+use exvid_shared::aws::sdk::{has_custom_endpoint, sdk_config};
 use exvid_shared::bunny::client::{BunnyClient, BunnyConfig};
-use exvid_shared::clock::SystemClock;
 use exvid_shared::config::{fail_init, ConfigError, Env};
-use exvid_shared::ids::Uuid7;
-use exvid_shared::media_bucket::s3::S3Bucket;
-use exvid_shared::store::dynamo::DynamoStore;
-use exvid_shared::video::Provider;
+use exvid_shared::domain::clock::SystemClock;
+use exvid_shared::domain::ids::Uuid7;
+use exvid_shared::domain::video::Provider;
 use lambda_http::{service_fn, Error, Request};
 use upload_intake::{Intake, IntakeConfig};
 

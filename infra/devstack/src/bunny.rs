@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use exvid_shared::bunny::webhook::{sign, SignatureHeaders, SigningKey};
-use exvid_shared::ids::BunnyGuid;
+use exvid_shared::domain::ids::BunnyGuid;
 use http::{Method, Request as HttpRequest, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;

@@ -7,8 +7,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use exvid_shared::media_keys;
-use exvid_shared::playback_token::{verify, TokenKey};
+use exvid_shared::domain::media_keys;
+use exvid_shared::domain::playback_token::{verify, TokenKey};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;

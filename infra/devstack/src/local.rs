@@ -2,9 +2,9 @@
 //! as the template gives them in AWS (with local endpoints and non-secret development keys).
 
 use crate::moto::Moto;
-use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::domain::video::ExerciseVideo;
 use exvid_shared::store::{Expect, StoreError, VideoStore};
-use exvid_shared::video::ExerciseVideo;
 
 pub const TABLE_NAME: &str = "exvid-local-videos";
 /// Development-only token keys: the local CDN checks these; never used in AWS.
@@ -56,7 +56,7 @@ pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
 /// An SDK config for moto at `endpoint` (static local credentials, fixed region).
 pub async fn moto_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     use aws_sdk_dynamodb::config::Credentials;
-    exvid_shared::aws::config_loader()
+    exvid_shared::aws::sdk::config_loader()
         .expect("TLS context")
         .region(aws_config::Region::new("eu-central-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "local"))

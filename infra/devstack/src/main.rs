@@ -19,7 +19,7 @@ use devstack::moto::target_dir;
 use devstack::runtime_api::Outcome;
 use devstack::stack::{Stack, StackOptions};
 use devstack::template::Template;
-use exvid_shared::video::ExerciseVideo;
+use exvid_shared::domain::video::ExerciseVideo;
 use std::collections::HashMap;
 
 const USAGE: &str = "usage:

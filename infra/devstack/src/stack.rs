@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use exvid_shared::playback_token::TokenKey;
-use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::domain::playback_token::TokenKey;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 

@@ -399,7 +399,7 @@ mod tests {
     #[test]
     fn the_store_creates_the_table_the_template_declares() {
         let key = Template::load_repo().unwrap().table_key().unwrap();
-        assert_eq!(key.attribute, exvid_shared::store::dynamo::PARTITION_KEY);
+        assert_eq!(key.attribute, exvid_shared::aws::dynamo::PARTITION_KEY);
         assert_eq!(key.attribute_type, "S");
         assert_eq!(key.billing_mode, "PAY_PER_REQUEST");
     }

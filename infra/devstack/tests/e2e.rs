@@ -17,7 +17,7 @@ use bytes::Bytes;
 use devstack::dev_jwt;
 use devstack::local;
 use devstack::stack::{Stack, StackOptions};
-use exvid_shared::playback_token::{signed_url, TokenKey, TokenOptions, UrlForm};
+use exvid_shared::domain::playback_token::{signed_url, TokenKey, TokenOptions, UrlForm};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::tus::{TusMetadata, TusUpload};
 use super::video::VideoObject;
 use crate::config::{ConfigError, Env};
-use crate::ids::BunnyGuid;
+use crate::domain::ids::BunnyGuid;
 
 /// How failed calls are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,10 +87,7 @@ impl BunnyConfig {
             (None, Some(_)) => return Err(ConfigError::Missing("BUNNY_STREAM_LIBRARY_ID")),
             (Some(l), Some(k)) => (l, k),
         };
-        let library_id = library.parse().map_err(|_| ConfigError::Invalid {
-            name: "BUNNY_STREAM_LIBRARY_ID",
-            reason: "expected the numeric library id".into(),
-        })?;
+        let library_id = super::parse_library_id(&library)?;
         let base_url = env
             .optional("BUNNY_API_BASE_URL")
             .unwrap_or_else(|| super::DEFAULT_API_BASE_URL.to_owned());
@@ -178,6 +175,26 @@ pub trait BunnyApi: Send + Sync {
 
     /// The TUS description for uploading `guid`'s bytes until `expire_unix`.
     fn tus_upload(&self, guid: &BunnyGuid, expire_unix: i64, metadata: TusMetadata) -> TusUpload;
+
+    /// Deletes videos a newer upload retired; returns those confirmed gone. A failure is only
+    /// logged: the video stays on the record's retired list and a later write retries it.
+    fn delete_retired(&self, guids: &[BunnyGuid]) -> impl Future<Output = Vec<BunnyGuid>> + Send {
+        async move {
+            let mut gone = Vec::new();
+            for guid in guids {
+                match self.delete_video(guid).await {
+                    Ok(_) => {
+                        tracing::info!(retired = %guid, "replaced Bunny video deleted");
+                        gone.push(guid.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(retired = %guid, error = %e, "replaced Bunny video not deleted; will retry");
+                    }
+                }
+            }
+            gone
+        }
+    }
 }
 
 /// The reqwest-backed client.

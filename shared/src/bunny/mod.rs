@@ -16,3 +16,13 @@ pub mod client;
 
 /// Bunny's Stream API (`BUNNY_API_BASE_URL` overrides it for fakes and the local cloud).
 pub const DEFAULT_API_BASE_URL: &str = "https://video.bunnycdn.com";
+
+/// `BUNNY_STREAM_LIBRARY_ID`: Bunny's numeric library id.
+pub fn parse_library_id(value: &str) -> Result<u64, crate::config::ConfigError> {
+    value
+        .parse()
+        .map_err(|_| crate::config::ConfigError::Invalid {
+            name: "BUNNY_STREAM_LIBRARY_ID",
+            reason: "expected the numeric library id".into(),
+        })
+}

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::ids::BunnyGuid;
+use crate::domain::ids::BunnyGuid;
 
 /// The signature Bunny's TUS endpoint checks.
 pub fn authorization_signature(
@@ -87,7 +87,10 @@ impl TusUpload {
 
 /// A Bunny video's title: identifies the exercise and upload for operators browsing the library,
 /// and carries no personal data (never the uploader's file name).
-pub fn video_title(exercise: &crate::ids::ExerciseId, upload: &crate::ids::UploadId) -> String {
+pub fn video_title(
+    exercise: &crate::domain::ids::ExerciseId,
+    upload: &crate::domain::ids::UploadId,
+) -> String {
     format!("exvid {exercise} {upload}")
 }
 

@@ -8,9 +8,9 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::ids::{BunnyGuid, UploadId};
-use crate::media_keys;
-use crate::video::{Provider, Rendition};
+use crate::domain::ids::{BunnyGuid, UploadId};
+use crate::domain::media_keys;
+use crate::domain::video::{Provider, Rendition};
 
 /// The video object's `status` (not the webhook's enum: see [`super::webhook::WebhookStatus`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

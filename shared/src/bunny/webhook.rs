@@ -11,7 +11,10 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::video::UploadError;
+use super::video::VideoObject;
+use crate::domain::clock::Timestamp;
+use crate::domain::ids::{BunnyGuid, UploadId};
+use crate::domain::video::{EventTarget, ExerciseVideo, Ignored, UploadError};
 
 /// The webhook's `Status` (not the video object's enum: see [`super::video::VideoStatus`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +92,65 @@ impl WebhookStatus {
     }
 }
 
+impl Effect {
+    /// Where the effect would take the upload, for [`ExerciseVideo::accepts`]; `None` for
+    /// [`Effect::Acknowledge`].
+    pub fn target(&self) -> Option<EventTarget> {
+        Some(match self {
+            Effect::Processing => EventTarget::Processing,
+            Effect::Playable => EventTarget::Ready,
+            Effect::Finished => EventTarget::ReadyOrRefine,
+            Effect::Failed(_) => EventTarget::Failed,
+            Effect::Acknowledge => return None,
+        })
+    }
+
+    /// Whether the effect needs the video object's facts (`GET video`) before it can apply.
+    pub fn needs_facts(&self) -> bool {
+        matches!(
+            self,
+            Effect::Processing | Effect::Playable | Effect::Finished
+        )
+    }
+
+    /// The domain change for `upload` (Bunny video `guid`) given the video object's facts;
+    /// the outcome's name on success. The same for a webhook and for an answer to `GET video`.
+    pub fn apply(
+        &self,
+        v: &mut ExerciseVideo,
+        upload: &UploadId,
+        guid: &BunnyGuid,
+        video: Option<&VideoObject>,
+        now: Timestamp,
+    ) -> Result<&'static str, Ignored> {
+        match (self, video) {
+            (Effect::Processing, Some(video)) => v
+                .mark_processing(upload, video.progress(), None, now)
+                .map(|_| "processing"),
+            (Effect::Playable, Some(video)) => v
+                .complete(upload, None, video.rendition(guid, upload, false), now)
+                .map(|_| "ready"),
+            (Effect::Finished, Some(video)) => {
+                let rendition = video.rendition(guid, upload, true);
+                match v.complete(upload, None, rendition.clone(), now) {
+                    Err(Ignored::AlreadyCurrent(_)) => v.refine_current(upload, rendition, now),
+                    other => other.map(|_| ()),
+                }
+                .map(|_| "ready")
+            }
+            (Effect::Failed(error), _) => {
+                v.fail(upload, None, error.clone(), now).map(|_| "failed")
+            }
+            _ => Err(Ignored::Unchanged),
+        }
+    }
+}
+
 /// A parsed notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     pub library_id: i64,
-    /// As sent; validated as a [`crate::ids::BunnyGuid`] by the handler.
+    /// As sent; validated as a [`crate::domain::ids::BunnyGuid`] by the handler.
     pub guid: String,
     pub status: WebhookStatus,
 }

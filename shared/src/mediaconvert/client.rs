@@ -17,7 +17,7 @@ use aws_sdk_mediaconvert::types::{
 use aws_sdk_mediaconvert::Client;
 
 use super::job::{JobPlan, POSTER_MODIFIER};
-use crate::ladder::{self, Rung};
+use crate::domain::ladder::{self, Rung};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {

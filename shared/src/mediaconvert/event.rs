@@ -10,21 +10,15 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ExerciseId, IdError, Scope, UploadId};
-use crate::media_keys::{self, upload_prefix};
-use crate::video::{Provider, Rendition, UploadError};
+use super::{META_EXERCISE, META_SCOPE, META_UPLOAD};
+use crate::domain::ids::{ExerciseId, IdError, Scope, UploadId};
+use crate::domain::media_keys::{self, upload_prefix};
+use crate::domain::video::{Provider, Rendition, UploadError};
 
 /// `detail-type` of the events this module reads.
 pub const DETAIL_TYPE: &str = "MediaConvert Job State Change";
 /// `source` of the events this module reads.
 pub const SOURCE: &str = "aws.mediaconvert";
-
-/// The job metadata exvid puts on every job (`UserMetadata`) and MediaConvert echoes back.
-pub const META_EXERCISE: &str = "exercise_id";
-pub const META_SCOPE: &str = "scope";
-pub const META_UPLOAD: &str = "upload_id";
-/// The stack that created the job: the EventBridge rule matches only its own stack's jobs.
-pub const META_STACK: &str = "exvid_stack";
 
 /// `detail` of a Job State Change event. Fields are optional: real events carry only the ones
 /// that belong to their status.

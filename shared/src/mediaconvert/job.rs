@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::ids::{ExerciseId, Scope, UploadId};
-use crate::ladder::{self, Rung};
-use crate::media_keys;
-use crate::media_probe::Geometry;
+use crate::domain::ids::{ExerciseId, Scope, UploadId};
+use crate::domain::ladder::{self, Rung};
+use crate::domain::media_keys;
+use crate::domain::media_probe::Geometry;
 
-use super::event::{META_EXERCISE, META_SCOPE, META_STACK, META_UPLOAD};
+use super::{META_EXERCISE, META_SCOPE, META_STACK, META_UPLOAD};
+use crate::aws::s3_event::ObjectCreated;
 
 /// Frame-capture name modifier; outputs are `original_poster.0000000.jpg`.
 pub const POSTER_MODIFIER: &str = "_poster";
@@ -80,8 +81,47 @@ pub fn plan(
     }
 }
 
+/// A `ClientRequestToken` for one object creation: the same key and sequencer (a duplicate
+/// delivery) give the same token, a new upload of the key a new one. MediaConvert dedupes on it
+/// for a minute; the conditional state write is the lasting guard.
+pub fn request_token(object: &ObjectCreated, upload_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        object.bucket.as_str(),
+        object.key.as_str(),
+        object.sequencer.as_deref().unwrap_or(""),
+        object.etag.as_deref().unwrap_or(""),
+        upload_id,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn request_token_is_stable_per_delivery_and_new_per_upload() {
+        let o = crate::aws::s3_event::ObjectCreated {
+            bucket: "m".into(),
+            key: "k".into(),
+            size: None,
+            etag: Some("e".into()),
+            sequencer: Some("01".into()),
+        };
+        assert_eq!(request_token(&o, "u1"), request_token(&o.clone(), "u1"));
+        assert_ne!(request_token(&o, "u1"), request_token(&o, "u2"));
+        let later = crate::aws::s3_event::ObjectCreated {
+            sequencer: Some("02".into()),
+            ..o.clone()
+        };
+        assert_ne!(request_token(&o, "u1"), request_token(&later, "u1"));
+        assert_eq!(request_token(&o, "u1").len(), 32);
+    }
+
     use super::*;
 
     #[test]

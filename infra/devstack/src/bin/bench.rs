@@ -11,7 +11,7 @@ use devstack::lambda_process::LambdaProcess;
 use devstack::local;
 use devstack::moto::repo_root;
 use devstack::runtime_api::Outcome;
-use exvid_shared::video::ExerciseVideo;
+use exvid_shared::domain::video::ExerciseVideo;
 
 const SIZE_BUDGET_MB: f64 = 8.0;
 const INIT_RATIO_BUDGET: f64 = 1.5;

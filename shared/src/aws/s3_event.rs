@@ -135,26 +135,6 @@ pub fn parse(event: &Value) -> Result<Vec<Result<ObjectCreated, S3EventError>>, 
     Err(S3EventError::UnknownShape)
 }
 
-/// A `ClientRequestToken` for one object creation: the same key and sequencer (a duplicate
-/// delivery) give the same token, a new upload of the key a new one. MediaConvert dedupes on it
-/// for a minute; the conditional state write is the lasting guard.
-pub fn request_token(object: &ObjectCreated, upload_id: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for part in [
-        object.bucket.as_str(),
-        object.key.as_str(),
-        object.sequencer.as_deref().unwrap_or(""),
-        object.etag.as_deref().unwrap_or(""),
-        upload_id,
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,24 +185,5 @@ mod tests {
         assert_eq!(parse(&json!({"Event": "s3:TestEvent"})).unwrap(), vec![]);
         assert_eq!(parse(&json!({"hello": 1})), Err(S3EventError::UnknownShape));
         assert_eq!(parse(&json!([1, 2])), Err(S3EventError::UnknownShape));
-    }
-
-    #[test]
-    fn request_token_is_stable_per_delivery_and_new_per_upload() {
-        let o = ObjectCreated {
-            bucket: "m".into(),
-            key: "k".into(),
-            size: None,
-            etag: Some("e".into()),
-            sequencer: Some("01".into()),
-        };
-        assert_eq!(request_token(&o, "u1"), request_token(&o.clone(), "u1"));
-        assert_ne!(request_token(&o, "u1"), request_token(&o, "u2"));
-        let later = ObjectCreated {
-            sequencer: Some("02".into()),
-            ..o.clone()
-        };
-        assert_ne!(request_token(&o, "u1"), request_token(&later, "u1"));
-        assert_eq!(request_token(&o, "u1").len(), 32);
     }
 }

@@ -1,16 +1,21 @@
-//! The DynamoDB store against moto server over HTTP: conditional writes, typed conflicts,
-//! idempotent updates, atomic pointer + record writes, deletes.
+//! The store conformance suite: every case runs against the DynamoDB store on moto server over
+//! HTTP *and* against the in-memory store, so the in-memory store the property tests use cannot
+//! drift from DynamoDB's behaviour. Conditional writes, typed conflicts, idempotent updates,
+//! atomic pointer + record writes, deletes, and the one write path on top of them. (Calls made
+//! are asserted on moto, where they cost.)
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use exvid_shared::clock::Timestamp;
-use exvid_shared::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
-use exvid_shared::lifecycle::UploadStatus;
-use exvid_shared::store::dynamo::DynamoStore;
+use exvid_shared::aws::dynamo::DynamoStore;
+use exvid_shared::domain::clock::Timestamp;
+use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
+use exvid_shared::domain::lifecycle::UploadStatus;
+use exvid_shared::domain::video::{ExerciseVideo, Ignored, PendingUpload, Provider, Rendition};
+use exvid_shared::store::memory::MemoryStore;
 use exvid_shared::store::{
-    update, BunnyPointer, Consistency, Expect, Outcome, StoreError, VideoStore,
+    update, BunnyPointer, Consistency, Expect, Outcome, Pointers, Start, StoreError, VideoStore,
+    Write,
 };
-use exvid_shared::video::{ExerciseVideo, Ignored, PendingUpload, Provider, Rendition};
-use exvid_tests::fresh_store;
+use exvid_tests::{fresh_store, CallLog};
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_unix(1_800_000_000 + s).unwrap()
@@ -51,7 +56,7 @@ fn new_record(upload: &str) -> ExerciseVideo {
     v
 }
 
-async fn stored(store: &DynamoStore) -> ExerciseVideo {
+async fn stored<S: VideoStore>(store: &S) -> ExerciseVideo {
     store
         .get(&ex(), Consistency::Strong)
         .await
@@ -59,9 +64,8 @@ async fn stored(store: &DynamoStore) -> ExerciseVideo {
         .expect("record exists")
 }
 
-#[tokio::test]
-async fn create_once_then_conflict_carries_the_current_record() {
-    let (store, log) = fresh_store().await;
+async fn create_once_then_conflict_carries_the_current_record<S: TestStore>() {
+    let (store, log) = S::fresh().await;
     let v = new_record("u1");
     store.put(&v, &Expect::Absent, None).await.unwrap();
     assert_eq!(stored(&store).await, v);
@@ -73,12 +77,11 @@ async fn create_once_then_conflict_carries_the_current_record() {
         other => panic!("expected a typed conflict with the stored record, got {other:?}"),
     }
     assert_eq!(stored(&store).await, v, "the losing write changed nothing");
-    assert_eq!(log.calls(), ["PutItem", "GetItem", "PutItem", "GetItem"]);
+    assert_calls(&log, &["PutItem", "GetItem", "PutItem", "GetItem"], "");
 }
 
-#[tokio::test]
-async fn stale_version_and_wrong_upload_are_typed_conflicts() {
-    let (store, _) = fresh_store().await;
+async fn stale_version_and_wrong_upload_are_typed_conflicts<S: TestStore>() {
+    let (store, _) = S::fresh().await;
     let v = new_record("u1");
     store.put(&v, &Expect::Absent, None).await.unwrap();
 
@@ -111,54 +114,67 @@ async fn stale_version_and_wrong_upload_are_typed_conflicts() {
     assert_eq!(stored(&store).await.pending.unwrap().progress, Some(5));
 }
 
-#[tokio::test]
-async fn duplicate_events_are_no_ops_without_a_write() {
-    let (store, log) = fresh_store().await;
+async fn duplicate_events_are_no_ops_without_a_write<S: TestStore>() {
+    let (store, log) = S::fresh().await;
     store
         .put(&new_record("u1"), &Expect::Absent, None)
         .await
         .unwrap();
-    log.clear();
+    clear(&log);
 
     let progress =
         |p| move |v: &mut ExerciseVideo| v.mark_processing(&uid("u1"), Some(p), None, t(2));
-    let first = update(&store, &ex(), Some(&uid("u1")), progress(30))
-        .await
-        .unwrap();
+    let first = update(
+        &store,
+        Write::to(&ex()).for_upload(&uid("u1")),
+        Start::Read,
+        progress(30),
+    )
+    .await
+    .unwrap();
     assert!(matches!(first, Outcome::Applied { .. }));
     let after_first = stored(&store).await;
-    log.clear();
+    clear(&log);
 
-    let again = update(&store, &ex(), Some(&uid("u1")), progress(30))
-        .await
-        .unwrap();
+    let again = update(
+        &store,
+        Write::to(&ex()).for_upload(&uid("u1")),
+        Start::Read,
+        progress(30),
+    )
+    .await
+    .unwrap();
     assert!(matches!(
         again,
         Outcome::Ignored(Ignored::NoProgress { .. })
     ));
-    let older = update(&store, &ex(), Some(&uid("u1")), progress(10))
-        .await
-        .unwrap();
+    let older = update(
+        &store,
+        Write::to(&ex()).for_upload(&uid("u1")),
+        Start::Read,
+        progress(10),
+    )
+    .await
+    .unwrap();
     assert!(matches!(
         older,
         Outcome::Ignored(Ignored::NoProgress { old: 30, new: 10 })
     ));
-    assert_eq!(
-        log.calls(),
-        ["GetItem", "GetItem"],
-        "ignored events write nothing"
+    assert_calls(
+        &log,
+        &["GetItem", "GetItem"],
+        "ignored events write nothing",
     );
     assert_eq!(stored(&store).await, after_first);
 }
 
-#[tokio::test]
-async fn events_of_a_replaced_upload_never_touch_the_new_one() {
-    let (store, _) = fresh_store().await;
+async fn events_of_a_replaced_upload_never_touch_the_new_one<S: TestStore>() {
+    let (store, _) = S::fresh().await;
     store
         .put(&new_record("u1"), &Expect::Absent, None)
         .await
         .unwrap();
-    let replace = update(&store, &ex(), None, |v| {
+    let replace = update(&store, Write::to(&ex()), Start::Read, |v| {
         v.begin_upload(
             &Scope::parse("org-a").unwrap(),
             PendingUpload::awaiting(uid("u2"), Provider::AwsMediaconvert, t(3)),
@@ -176,9 +192,12 @@ async fn events_of_a_replaced_upload_never_touch_the_new_one() {
     assert_eq!(replaced.unwrap().upload_id, uid("u1"));
     let before = stored(&store).await;
 
-    let late = update(&store, &ex(), Some(&uid("u1")), |v| {
-        v.complete(&uid("u1"), None, rendition("u1"), t(4))
-    })
+    let late = update(
+        &store,
+        Write::to(&ex()).for_upload(&uid("u1")),
+        Start::Read,
+        |v| v.complete(&uid("u1"), None, rendition("u1"), t(4)),
+    )
     .await
     .unwrap();
     assert!(matches!(
@@ -188,9 +207,8 @@ async fn events_of_a_replaced_upload_never_touch_the_new_one() {
     assert_eq!(stored(&store).await, before);
 }
 
-#[tokio::test]
-async fn concurrent_writers_both_land_through_conflict_retries() {
-    let (store, _) = fresh_store().await;
+async fn concurrent_writers_both_land_through_conflict_retries<S: TestStore>() {
+    let (store, _) = S::fresh().await;
     store
         .put(&new_record("u1"), &Expect::Absent, None)
         .await
@@ -201,9 +219,12 @@ async fn concurrent_writers_both_land_through_conflict_retries() {
         .map(|p| {
             let store = store.clone();
             tokio::spawn(async move {
-                update(&store, &ex(), Some(&uid("u1")), move |v| {
-                    v.mark_processing(&uid("u1"), Some(p * 10), None, t(5))
-                })
+                update(
+                    &store,
+                    Write::to(&ex()).for_upload(&uid("u1")),
+                    Start::Read,
+                    move |v| v.mark_processing(&uid("u1"), Some(p * 10), None, t(5)),
+                )
                 .await
             })
         })
@@ -238,7 +259,7 @@ fn ready(v: &mut ExerciseVideo) -> Result<(), Ignored> {
         .map(|_| ())
 }
 fn failed(v: &mut ExerciseVideo) -> Result<(), Ignored> {
-    let error = exvid_shared::video::UploadError {
+    let error = exvid_shared::domain::video::UploadError {
         code: "transcode_failed".into(),
         message: "the video could not be transcoded".into(),
     };
@@ -247,16 +268,21 @@ fn failed(v: &mut ExerciseVideo) -> Result<(), Ignored> {
 
 /// Replays `events` in `order` on a fresh table; returns the final item with the fields that
 /// only count applied events (version, updated_at) normalised.
-async fn replay(events: &[Event], order: &[usize]) -> ExerciseVideo {
-    let (store, _) = fresh_store().await;
+async fn replay<S: TestStore>(events: &[Event], order: &[usize]) -> ExerciseVideo {
+    let (store, _) = S::fresh().await;
     store
         .put(&new_record("u1"), &Expect::Absent, None)
         .await
         .unwrap();
     for &i in order {
-        update(&store, &ex(), Some(&uid("u1")), events[i])
-            .await
-            .unwrap();
+        update(
+            &store,
+            Write::to(&ex()).for_upload(&uid("u1")),
+            Start::Read,
+            events[i],
+        )
+        .await
+        .unwrap();
     }
     let mut v = stored(&store).await;
     v.version = 0;
@@ -279,8 +305,7 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
     out
 }
 
-#[tokio::test]
-async fn every_order_of_a_history_with_duplicates_converges_to_one_item() {
+async fn every_order_of_a_history_with_duplicates_converges_to_one_item<S: TestStore>() {
     let ready_history: [Event; 3] = [progress_10, progress_70, ready];
     let failed_history: [Event; 3] = [progress_10, progress_70, failed];
     for (name, history) in [("ready", ready_history), ("failed", failed_history)] {
@@ -288,10 +313,10 @@ async fn every_order_of_a_history_with_duplicates_converges_to_one_item() {
         // Every event delivered twice, in two different interleavings.
         orders.push(vec![0, 0, 1, 1, 2, 2]);
         orders.push(vec![2, 1, 0, 2, 1, 0]);
-        let expected = replay(&history, &[0, 1, 2]).await;
+        let expected = replay::<S>(&history, &[0, 1, 2]).await;
         for order in &orders {
             assert_eq!(
-                replay(&history, order).await,
+                replay::<S>(&history, order).await,
                 expected,
                 "{name} history, order {order:?}"
             );
@@ -310,18 +335,17 @@ async fn every_order_of_a_history_with_duplicates_converges_to_one_item() {
     // An ERROR after COMPLETE (or the reverse) leaves the first terminal state in place.
     let both: [Event; 2] = [ready, failed];
     assert_eq!(
-        replay(&both, &[0, 1]).await.status(),
+        replay::<S>(&both, &[0, 1]).await.status(),
         Some(UploadStatus::Ready)
     );
     assert_eq!(
-        replay(&both, &[1, 0]).await.status(),
+        replay::<S>(&both, &[1, 0]).await.status(),
         Some(UploadStatus::Failed)
     );
 }
 
-#[tokio::test]
-async fn record_and_pointer_are_written_together_or_not_at_all() {
-    let (store, log) = fresh_store().await;
+async fn record_and_pointer_are_written_together_or_not_at_all<S: TestStore>() {
+    let (store, log) = S::fresh().await;
     let g = guid("guid-1");
     let pointer = BunnyPointer {
         guid: g.clone(),
@@ -332,7 +356,7 @@ async fn record_and_pointer_are_written_together_or_not_at_all() {
         .put(&new_record("u1"), &Expect::Absent, Some(&pointer))
         .await
         .unwrap();
-    assert_eq!(log.calls(), ["TransactWriteItems"]);
+    assert_calls(&log, &["TransactWriteItems"], "");
     assert_eq!(
         store.bunny_pointer(&g).await.unwrap(),
         Some(pointer.clone())
@@ -385,9 +409,8 @@ async fn record_and_pointer_are_written_together_or_not_at_all() {
     assert_eq!(stored(&store).await, before);
 }
 
-#[tokio::test]
-async fn delete_is_conditional_atomic_and_idempotent() {
-    let (store, _) = fresh_store().await;
+async fn delete_is_conditional_atomic_and_idempotent<S: TestStore>() {
+    let (store, _) = S::fresh().await;
     let g = guid("guid-del");
     let pointer = BunnyPointer {
         guid: g.clone(),
@@ -448,9 +471,8 @@ async fn an_unreachable_store_is_unavailable_not_a_panic() {
     ));
 }
 
-#[tokio::test]
-async fn released_pointers_go_with_the_write_that_drops_their_videos_or_not_at_all() {
-    let (store, log) = fresh_store().await;
+async fn released_pointers_go_with_the_write_that_drops_their_videos_or_not_at_all<S: TestStore>() {
+    let (store, log) = S::fresh().await;
     let g = guid("guid-retired");
     let pointer = BunnyPointer {
         guid: g.clone(),
@@ -483,23 +505,82 @@ async fn released_pointers_go_with_the_write_that_drops_their_videos_or_not_at_a
     assert!(store.bunny_pointer(&g).await.unwrap().is_some());
     assert_eq!(stored(&store).await, before);
 
-    // Through `update_from`: the change applies, the released guid leaves the list and its
+    // Through the write path: the change applies, the released guid leaves the list and its
     // pointer goes in the same transaction (one write).
-    log.clear();
-    let outcome = exvid_shared::store::update_from(
+    clear(&log);
+    let outcome = update(
         &store,
-        &ex(),
-        None,
-        Some(before.clone()),
-        std::slice::from_ref(&g),
+        Write::to(&ex()).with_pointers(Pointers::Release(std::slice::from_ref(&g))),
+        Start::Known(Some(before.clone())),
         |v| v.mark_processing(&uid("u1"), Some(10), None, t(5)),
     )
     .await
     .unwrap();
     assert!(matches!(outcome, Outcome::Applied { .. }));
-    assert_eq!(log.calls(), ["TransactWriteItems"]);
+    assert_calls(&log, &["TransactWriteItems"], "");
     let after = stored(&store).await;
     assert!(after.retired_bunny_videos.is_empty());
     assert_eq!(after.pending.unwrap().progress, Some(10));
     assert!(store.bunny_pointer(&g).await.unwrap().is_none());
 }
+
+/// A store the suite runs on: a fresh, empty one per case, with its call log where calls cost.
+trait TestStore: VideoStore + Clone + Send + Sync + 'static {
+    fn fresh() -> impl std::future::Future<Output = (Self, Option<CallLog>)> + Send;
+}
+
+impl TestStore for DynamoStore {
+    async fn fresh() -> (Self, Option<CallLog>) {
+        let (store, log) = fresh_store().await;
+        (store, Some(log))
+    }
+}
+
+impl TestStore for MemoryStore {
+    async fn fresh() -> (Self, Option<CallLog>) {
+        (MemoryStore::default(), None)
+    }
+}
+
+fn clear(log: &Option<CallLog>) {
+    if let Some(log) = log {
+        log.clear();
+    }
+}
+
+/// The DynamoDB calls made, where they are logged.
+fn assert_calls(log: &Option<CallLog>, expected: &[&str], why: &str) {
+    if let Some(log) = log {
+        assert_eq!(log.calls(), expected, "{why}");
+    }
+}
+
+/// Each case, once on moto and once in memory.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_moto {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name::<exvid_shared::aws::dynamo::DynamoStore>().await
+            })*
+        }
+        mod in_memory {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name::<exvid_shared::store::memory::MemoryStore>().await
+            })*
+        }
+    };
+}
+
+conformance!(
+    create_once_then_conflict_carries_the_current_record,
+    stale_version_and_wrong_upload_are_typed_conflicts,
+    duplicate_events_are_no_ops_without_a_write,
+    events_of_a_replaced_upload_never_touch_the_new_one,
+    concurrent_writers_both_land_through_conflict_retries,
+    every_order_of_a_history_with_duplicates_converges_to_one_item,
+    record_and_pointer_are_written_together_or_not_at_all,
+    delete_is_conditional_atomic_and_idempotent,
+    released_pointers_go_with_the_write_that_drops_their_videos_or_not_at_all,
+);

@@ -16,9 +16,9 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{BunnyPointer, Consistency, Expect, StoreError, VideoStore};
-use crate::ids::{BunnyGuid, ExerciseId};
-use crate::video::ExerciseVideo;
+use crate::domain::ids::{BunnyGuid, ExerciseId};
+use crate::domain::video::ExerciseVideo;
+use crate::store::{BunnyPointer, Consistency, Expect, StoreError, VideoStore};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -70,20 +70,24 @@ fn returned_record(item: Option<&Item>) -> Option<Box<ExerciseVideo>> {
         .map(Box::new)
 }
 
-/// A transaction whose first item (the record) failed its condition is a conflict carrying the
-/// record as it is now; anything else is an outage.
-fn record_transaction_error<R: std::fmt::Debug>(
+/// A cancelled transaction: its first item (the record) failing its condition is a conflict
+/// carrying the record as it is now; its second failing, when that is a `created` pointer, is
+/// [`StoreError::PointerExists`]; anything else is an outage.
+fn transaction_error<R: std::fmt::Debug>(
     err: &SdkError<TransactWriteItemsError, R>,
+    created: Option<&BunnyGuid>,
 ) -> StoreError {
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(e))
-            if e.cancellation_reasons().first().and_then(|r| r.code())
-                == Some("ConditionalCheckFailed") =>
-        {
-            StoreError::Conflict {
-                current: returned_record(e.cancellation_reasons()[0].item()),
-            }
-        }
+    let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error()
+    else {
+        return unavailable(err);
+    };
+    let reasons = e.cancellation_reasons();
+    let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+    match created {
+        _ if failed(0) => StoreError::Conflict {
+            current: returned_record(reasons[0].item()),
+        },
+        Some(guid) if failed(1) => StoreError::PointerExists(guid.clone()),
         _ => unavailable(err),
     }
 }
@@ -262,34 +266,14 @@ impl DynamoStore {
             .expression_attribute_names("#pk", PARTITION_KEY)
             .build()
             .map_err(build)?;
-        let result = self
-            .client
+        self.client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(record).build())
             .transact_items(TransactWriteItem::builder().put(pointer_put).build())
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
-                    let reasons = e.cancellation_reasons();
-                    let failed = |i: usize| {
-                        reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-                    };
-                    if failed(0) {
-                        Err(StoreError::Conflict {
-                            current: returned_record(reasons[0].item()),
-                        })
-                    } else if failed(1) {
-                        Err(StoreError::PointerExists(pointer.guid.clone()))
-                    } else {
-                        Err(unavailable(&err))
-                    }
-                }
-                _ => Err(unavailable(&err)),
-            },
-        }
+            .await
+            .map(|_| ())
+            .map_err(|err| transaction_error(&err, Some(&pointer.guid)))
     }
 }
 
@@ -340,7 +324,7 @@ impl VideoStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|err| record_transaction_error(&err))
+            .map_err(|err| transaction_error(&err, None))
     }
 
     async fn bunny_pointer(&self, guid: &BunnyGuid) -> Result<Option<BunnyPointer>, StoreError> {
@@ -378,17 +362,17 @@ impl VideoStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|err| record_transaction_error(&err))
+            .map_err(|err| transaction_error(&err, None))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
-    use crate::ids::{Scope, UploadId};
-    use crate::lifecycle::UploadStatus;
-    use crate::video::{PendingUpload, Provider};
+    use crate::domain::clock::Timestamp;
+    use crate::domain::ids::{Scope, UploadId};
+    use crate::domain::lifecycle::UploadStatus;
+    use crate::domain::video::{PendingUpload, Provider};
 
     #[test]
     fn record_round_trips_through_an_item_with_nested_maps() {

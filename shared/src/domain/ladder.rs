@@ -5,7 +5,7 @@
 //! above the source, and keep the source's aspect ratio and orientation. QVBR keeps small,
 //! mostly static exercise scenes cheap; the caps are the DESIGN's bitrates.
 
-use crate::media_probe::Geometry;
+use crate::domain::media_probe::Geometry;
 
 /// One rendition of the HLS ladder (or the MP4 download).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

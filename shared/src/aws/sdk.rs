@@ -86,9 +86,14 @@ fn https_client() -> Result<SharedHttpClient, SdkSetupError> {
 /// than AWS (moto, the local cloud): S3 then needs path-style addressing.
 pub fn has_custom_endpoint(service: &str) -> bool {
     let env = |name: &str| std::env::var(name).ok();
-    var(&env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_none()
+    !ignores_configured_endpoints(&env)
         && (var(&env, &format!("AWS_ENDPOINT_URL_{service}")).is_some()
             || var(&env, "AWS_ENDPOINT_URL").is_some())
+}
+
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`, as the SDK reads it.
+fn ignores_configured_endpoints(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    var(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// A non-blank variable.
@@ -116,8 +121,7 @@ fn from_environment(
         "Environment",
     );
     let endpoints = EnvEndpoints {
-        ignore: var(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        ignore: ignores_configured_endpoints(env),
         global: var(env, "AWS_ENDPOINT_URL"),
         per_service: ["DYNAMODB", "S3", "MEDIACONVERT", "SQS", "STS"]
             .into_iter()

@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::clock::Timestamp;
-
-#[cfg(feature = "s3")]
-pub mod s3;
+use crate::domain::clock::Timestamp;
 
 /// User metadata key (`x-amz-meta-upload-id`) tying an uploaded original to its upload: signed
 /// into the presigned PUT, read back by transcode-start.

@@ -5,7 +5,7 @@
 //! Reading is bounded and defensive: the bytes come from anyone with an upload URL. Sizes in box
 //! and element headers are checked against the buffer; nothing here can panic or loop forever.
 
-use crate::media_keys::VideoContainer;
+use crate::domain::media_type::VideoContainer;
 
 /// How many leading bytes the sniffer and the geometry probe want first.
 pub const HEAD_BYTES: u64 = 64 * 1024;

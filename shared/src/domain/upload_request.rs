@@ -7,8 +7,8 @@
 
 use serde::Deserialize;
 
-use crate::ids::{IdError, Scope};
-use crate::media_keys::{ImageType, VideoContainer};
+use crate::domain::ids::{IdError, Scope};
+use crate::domain::media_type::{ImageType, VideoContainer};
 
 /// Largest accepted video: 500 MiB.
 pub const MAX_VIDEO_BYTES: u64 = 500 * 1024 * 1024;

@@ -8,10 +8,10 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 
-use super::{
+use crate::domain::clock::Timestamp;
+use crate::media_bucket::{
     BucketError, MediaBucket, ObjectHead, PresignedPut, PutConditions, UPLOAD_ID_METADATA,
 };
-use crate::clock::Timestamp;
 
 /// The media bucket on S3.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::ids::{IdError, OrgId, Scope};
+use crate::domain::ids::{IdError, OrgId, Scope};
 
 /// Platform roles. Unknown role strings in a token are ignored, never an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 //! `current` is the newest ready rendition (what plays); `pending` is the latest upload that is not
 //! ready yet. A replacement upload never interrupts playback: `current` keeps playing until the
 //! new upload completes. Every change goes through a method here that checks the upload id and
-//! the [lifecycle](crate::lifecycle), so handlers stay thin and duplicate or out-of-order events
+//! the [lifecycle](crate::domain::lifecycle), so handlers stay thin and duplicate or out-of-order events
 //! become [`Ignored`] instead of regressions.
 
 use std::fmt;
@@ -11,9 +11,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Timestamp;
-use crate::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
-use crate::lifecycle::{TransitionError, UploadStatus};
+use crate::domain::clock::Timestamp;
+use crate::domain::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
+use crate::domain::lifecycle::{TransitionError, UploadStatus};
 
 /// Which pipeline produced (or is producing) a video. Stored per record, so records of both
 /// kinds coexist and switching `VIDEO_PROVIDER` needs no migration.
@@ -177,6 +177,29 @@ pub enum Ignored {
     NoRecord,
     #[error("nothing to change")]
     Unchanged,
+    #[error("object {key} is not the pending upload's source")]
+    OtherSource { key: String },
+}
+
+/// Where a provider event would take an upload, for deciding whether it applies before the
+/// provider is asked for the facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTarget {
+    Processing,
+    Ready,
+    /// Ready, or the final facts of the rendition that already plays (Bunny's "finished").
+    ReadyOrRefine,
+    Failed,
+}
+
+impl EventTarget {
+    fn status(self) -> UploadStatus {
+        match self {
+            EventTarget::Processing => UploadStatus::Processing,
+            EventTarget::Ready | EventTarget::ReadyOrRefine => UploadStatus::Ready,
+            EventTarget::Failed => UploadStatus::Failed,
+        }
+    }
 }
 
 impl ExerciseVideo {
@@ -212,6 +235,56 @@ impl ExerciseVideo {
             .or_else(|| self.current.as_ref().map(|c| c.provider))
     }
 
+    /// An event or request that names a scope (job metadata, an object key, an upload's
+    /// requested scope) applies only to a record of that scope.
+    pub fn in_scope(&self, scope: &Scope) -> Result<(), Ignored> {
+        if &self.scope == scope {
+            Ok(())
+        } else {
+            Err(Ignored::ScopeMismatch {
+                stored: self.scope.clone(),
+                requested: scope.clone(),
+            })
+        }
+    }
+
+    /// Whether an event of `upload_id` heading for `target` could change this record — decided
+    /// before any provider call, so duplicates and stale events cost nothing. The change
+    /// methods decide again on the facts.
+    pub fn accepts(&self, upload_id: &UploadId, target: EventTarget) -> Result<(), Ignored> {
+        let current = self.current.as_ref().filter(|c| &c.upload_id == upload_id);
+        if target == EventTarget::ReadyOrRefine && current.is_some() {
+            return Ok(());
+        }
+        let pending = self.pending_ref(upload_id, None)?;
+        pending.status.transition(target.status())?;
+        Ok(())
+    }
+
+    /// The pending upload whose bytes `key` should be, still waiting for them: what an
+    /// uploaded original needs before a transcode starts.
+    pub fn awaiting_bytes(
+        &self,
+        upload_id: &UploadId,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<&PendingUpload, Ignored> {
+        let pending = self.pending_ref(upload_id, None)?;
+        if pending.status != UploadStatus::AwaitingUpload {
+            return Err(Ignored::Transition(TransitionError {
+                from: pending.status,
+                to: UploadStatus::Processing,
+            }));
+        }
+        self.in_scope(scope)?;
+        if pending.source_key.as_deref() != Some(key) {
+            return Err(Ignored::OtherSource {
+                key: key.to_owned(),
+            });
+        }
+        Ok(pending)
+    }
+
     fn touch(&mut self, now: Timestamp) {
         self.version += 1;
         self.updated_at = now;
@@ -219,13 +292,12 @@ impl ExerciseVideo {
 
     /// The pending upload, if `upload_id` is it (and `job_id`, when the event names one, is its
     /// job or it has none yet); otherwise why the event does not apply.
-    fn pending_for(
-        &mut self,
+    fn pending_ref(
+        &self,
         upload_id: &UploadId,
         job_id: Option<&str>,
-    ) -> Result<&mut PendingUpload, Ignored> {
-        let matches = self.pending.as_ref().map(|p| &p.upload_id) == Some(upload_id);
-        if !matches {
+    ) -> Result<&PendingUpload, Ignored> {
+        let Some(pending) = self.pending.as_ref().filter(|p| &p.upload_id == upload_id) else {
             if self.current.as_ref().map(|c| &c.upload_id) == Some(upload_id) {
                 return Err(Ignored::AlreadyCurrent(upload_id.clone()));
             }
@@ -233,8 +305,7 @@ impl ExerciseVideo {
                 event: upload_id.clone(),
                 pending: self.pending.as_ref().map(|p| p.upload_id.clone()),
             });
-        }
-        let pending = self.pending.as_mut().ok_or(Ignored::NoRecord)?;
+        };
         if let (Some(event), Some(recorded)) = (job_id, pending.job_id.as_deref()) {
             if event != recorded {
                 return Err(Ignored::OtherJob {
@@ -244,6 +315,15 @@ impl ExerciseVideo {
             }
         }
         Ok(pending)
+    }
+
+    fn pending_for(
+        &mut self,
+        upload_id: &UploadId,
+        job_id: Option<&str>,
+    ) -> Result<&mut PendingUpload, Ignored> {
+        self.pending_ref(upload_id, job_id)?;
+        self.pending.as_mut().ok_or(Ignored::NoRecord)
     }
 
     /// Records the job an event names, the first time one is seen.
@@ -261,12 +341,7 @@ impl ExerciseVideo {
         upload: PendingUpload,
         now: Timestamp,
     ) -> Result<Option<PendingUpload>, Ignored> {
-        if &self.scope != requested_scope {
-            return Err(Ignored::ScopeMismatch {
-                stored: self.scope.clone(),
-                requested: requested_scope.clone(),
-            });
-        }
+        self.in_scope(requested_scope)?;
         if self.pending.as_ref().map(|p| &p.upload_id) == Some(&upload.upload_id)
             || self.current.as_ref().map(|c| &c.upload_id) == Some(&upload.upload_id)
         {
@@ -382,8 +457,15 @@ impl ExerciseVideo {
         all
     }
 
-    /// An admin's poster landed in the bucket at `path`; it wins over generated posters.
-    pub fn set_uploaded_thumbnail(&mut self, path: String, now: Timestamp) -> Result<(), Ignored> {
+    /// An admin's poster landed in the bucket at `path` (under `scope`); it wins over
+    /// generated posters.
+    pub fn set_uploaded_thumbnail(
+        &mut self,
+        scope: &Scope,
+        path: String,
+        now: Timestamp,
+    ) -> Result<(), Ignored> {
+        self.in_scope(scope)?;
         if self.uploaded_thumbnail.as_deref() == Some(path.as_str()) {
             return Err(Ignored::Unchanged);
         }

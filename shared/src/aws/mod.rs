@@ -1,0 +1,12 @@
+//! The AWS adapters: the SDK bootstrap (one fixed-trust-store HTTPS client), the DynamoDB
+//! [`VideoStore`](crate::store::VideoStore), the S3 [`MediaBucket`](crate::media_bucket::MediaBucket)
+//! and the S3 event shapes transcode-start reads. Each sits behind its cargo feature.
+
+pub mod s3_event;
+
+#[cfg(feature = "dynamo")]
+pub mod dynamo;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "aws")]
+pub mod sdk;

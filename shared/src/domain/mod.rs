@@ -1,0 +1,13 @@
+//! The pure domain: what exvid decides, with no AWS, HTTP or provider client in it.
+
+pub mod auth;
+pub mod clock;
+pub mod ids;
+pub mod ladder;
+pub mod lifecycle;
+pub mod media_keys;
+pub mod media_probe;
+pub mod media_type;
+pub mod playback_token;
+pub mod upload_request;
+pub mod video;
