@@ -208,7 +208,12 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         if geometry.is_none() {
             tracing::warn!("source size unknown: ladder assumes a 720p landscape source");
         }
-        let token = job::request_token(object, upload_id.as_str());
+        let token = job::request_token(
+            &object.bucket,
+            key,
+            head.etag.as_deref(),
+            upload_id.as_str(),
+        );
         let plan = job::plan(
             job::JobSource {
                 bucket: &self.config.bucket,

@@ -10,7 +10,6 @@ use crate::domain::media_keys;
 use crate::domain::media_probe::Geometry;
 
 use super::{META_EXERCISE, META_SCOPE, META_STACK, META_UPLOAD};
-use crate::aws::s3_event::ObjectCreated;
 
 /// Frame-capture name modifier; outputs are `original_poster.0000000.jpg`.
 pub const POSTER_MODIFIER: &str = "_poster";
@@ -81,19 +80,18 @@ pub fn plan(
     }
 }
 
-/// A `ClientRequestToken` for one object creation: the same key and sequencer (a duplicate
-/// delivery) give the same token, a new upload of the key a new one. MediaConvert dedupes on it
-/// for a minute; the conditional state write is the lasting guard.
-pub fn request_token(object: &ObjectCreated, upload_id: &str) -> String {
+/// A `ClientRequestToken` for one stored object as it is now (its HEAD's ETag) and the upload it
+/// belongs to — not for the event that reported it. Every delivery of every event for the same
+/// object and upload (a duplicate, or an older event for the same key arriving after the
+/// newer upload landed) names the same job; a new upload of the key names a new one.
+/// MediaConvert dedupes on it for a minute; the conditional state write is the lasting guard.
+/// (An earlier version hashed the event's sequencer too: a late event for the key then started
+/// a second job for the newer upload, and which job won depended on delivery order — found by
+/// the convergence property test.)
+pub fn request_token(bucket: &str, key: &str, etag: Option<&str>, upload_id: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for part in [
-        object.bucket.as_str(),
-        object.key.as_str(),
-        object.sequencer.as_deref().unwrap_or(""),
-        object.etag.as_deref().unwrap_or(""),
-        upload_id,
-    ] {
+    for part in [bucket, key, etag.unwrap_or(""), upload_id] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -104,22 +102,13 @@ pub fn request_token(object: &ObjectCreated, upload_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn request_token_is_stable_per_delivery_and_new_per_upload() {
-        let o = crate::aws::s3_event::ObjectCreated {
-            bucket: "m".into(),
-            key: "k".into(),
-            size: None,
-            etag: Some("e".into()),
-            sequencer: Some("01".into()),
-        };
-        assert_eq!(request_token(&o, "u1"), request_token(&o.clone(), "u1"));
-        assert_ne!(request_token(&o, "u1"), request_token(&o, "u2"));
-        let later = crate::aws::s3_event::ObjectCreated {
-            sequencer: Some("02".into()),
-            ..o.clone()
-        };
-        assert_ne!(request_token(&o, "u1"), request_token(&later, "u1"));
-        assert_eq!(request_token(&o, "u1").len(), 32);
+    fn request_token_names_the_object_and_upload_not_the_event() {
+        let token = |etag: &str, upload: &str| request_token("m", "k", Some(etag), upload);
+        assert_eq!(token("e", "u1"), token("e", "u1"));
+        assert_ne!(token("e", "u1"), token("e", "u2"));
+        assert_ne!(token("e", "u1"), token("e2", "u1"));
+        assert_ne!(token("e", "u1"), request_token("m", "k2", Some("e"), "u1"));
+        assert_eq!(token("e", "u1").len(), 32);
     }
 
     use super::*;
