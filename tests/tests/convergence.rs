@@ -36,7 +36,7 @@ use transcode_complete::{CompleteConfig, TranscodeComplete};
 use transcode_start::{StartConfig, TranscodeStart};
 use upload_intake::{Intake, IntakeConfig};
 
-const EXERCISE: &str = "ex-knee-01";
+/// The fixtures' org (and exercise, `ex-knee-01`).
 const ORG: &str = "org-berlin";
 const BUCKET: &str = "exvid-media-dev";
 const LIBRARY: u64 = 133;
@@ -78,7 +78,10 @@ fn fate_of(seed: u64, identity: &str) -> u64 {
 
 /// The media bucket: objects with their upload-id metadata.
 #[derive(Clone, Default)]
-struct MemBucket(Arc<Mutex<BTreeMap<String, (Vec<u8>, Option<String>)>>>);
+struct MemBucket(Arc<Mutex<Objects>>);
+
+/// Key -> bytes and `x-amz-meta-upload-id`.
+type Objects = BTreeMap<String, (Vec<u8>, Option<String>)>;
 
 impl MemBucket {
     fn upload(&self, key: &str, bytes: Vec<u8>, upload_id: &str) {
