@@ -164,35 +164,18 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         ))
     }
 
+    /// An original landed: if it is the bytes the record awaits, sniff and size it, submit the
+    /// job and record it (or fail the upload when the file or the job is refused).
     async fn original(
         &self,
         object: &ObjectCreated,
         original: &OriginalKey,
     ) -> Result<ObjectOutcome, StartError> {
         let key = object.key.as_str();
-        let ignored = |detail: String| Ok(ObjectOutcome::new(key, "ignored", detail));
-        let Some(head) = self.bucket.head(key).await? else {
-            return ignored("object no longer exists".into());
+        let (etag, upload_id, video) = match self.awaited(key, original).await? {
+            Ok(awaited) => awaited,
+            Err(why) => return Ok(ObjectOutcome::new(key, "ignored", why)),
         };
-        let Some(upload_id) = head
-            .upload_id
-            .as_deref()
-            .and_then(|u| UploadId::parse(u).ok())
-        else {
-            return ignored("object has no valid upload-id metadata".into());
-        };
-        tracing::Span::current().record("upload_id", upload_id.as_str());
-        let Some(video) = self
-            .store
-            .get(&original.exercise_id, Consistency::Strong)
-            .await?
-        else {
-            return ignored("exercise has no video record".into());
-        };
-        if let Err(why) = video.awaiting_bytes(&upload_id, &original.scope, key) {
-            return ignored(why.to_string());
-        }
-
         let first = self
             .bucket
             .read_range(key, 0, media_probe::HEAD_BYTES)
@@ -208,56 +191,83 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         if geometry.is_none() {
             tracing::warn!("source size unknown: ladder assumes a 720p landscape source");
         }
-        let token = job::request_token(
-            &object.bucket,
+        let token = job::request_token(&object.bucket, key, etag.as_deref(), upload_id.as_str());
+        let source = job::JobSource {
+            bucket: &self.config.bucket,
             key,
-            head.etag.as_deref(),
-            upload_id.as_str(),
-        );
-        let plan = job::plan(
-            job::JobSource {
-                bucket: &self.config.bucket,
-                key,
-                scope: &video.scope,
-                exercise: &video.exercise_id,
-                upload: &upload_id,
-            },
-            geometry,
-            token,
-            self.config.stack.as_deref(),
-        );
-        let job_id = match self.transcoder.submit(&plan).await {
-            Ok(id) => id,
+            scope: &video.scope,
+            exercise: &video.exercise_id,
+            upload: &upload_id,
+        };
+        let plan = job::plan(source, geometry, token, self.config.stack.as_deref());
+        match self.transcoder.submit(&plan).await {
+            Ok(job_id) => {
+                let summary = job_summary(&plan, geometry);
+                self.record_job(key, &video, &upload_id, job_id, summary)
+                    .await
+            }
             Err(SubmitError::Rejected(reason)) => {
                 tracing::error!(reason = %reason, "MediaConvert rejected the job");
                 let error = UploadError {
                     code: "transcode_rejected".into(),
                     message: "the transcoding service refused this video".into(),
                 };
-                return self.fail(&video, &upload_id, error, key, "rejected").await;
+                self.fail(&video, &upload_id, error, key, "rejected").await
             }
-            Err(e) => return Err(StartError::Transcoder(e)),
+            Err(e) => Err(StartError::Transcoder(e)),
+        }
+    }
+
+    /// The object's ETag, upload id and record when the record awaits exactly these bytes;
+    /// otherwise why the object is ignored.
+    async fn awaited(
+        &self,
+        key: &str,
+        original: &OriginalKey,
+    ) -> Result<Result<(Option<String>, UploadId, ExerciseVideo), String>, StartError> {
+        let Some(head) = self.bucket.head(key).await? else {
+            return Ok(Err("object no longer exists".into()));
         };
+        let Some(upload_id) = head
+            .upload_id
+            .as_deref()
+            .and_then(|u| UploadId::parse(u).ok())
+        else {
+            return Ok(Err("object has no valid upload-id metadata".into()));
+        };
+        tracing::Span::current().record("upload_id", upload_id.as_str());
+        let Some(video) = self
+            .store
+            .get(&original.exercise_id, Consistency::Strong)
+            .await?
+        else {
+            return Ok(Err("exercise has no video record".into()));
+        };
+        Ok(
+            match video.awaiting_bytes(&upload_id, &original.scope, key) {
+                Ok(_) => Ok((head.etag, upload_id, video)),
+                Err(why) => Err(why.to_string()),
+            },
+        )
+    }
+
+    /// Records the submitted job on the pending upload (processing).
+    async fn record_job(
+        &self,
+        key: &str,
+        video: &ExerciseVideo,
+        upload_id: &UploadId,
+        job_id: String,
+        summary: String,
+    ) -> Result<ObjectOutcome, StartError> {
         let now = self.clock.now();
-        let write = Write::to(&video.exercise_id).for_upload(&upload_id);
+        let write = Write::to(&video.exercise_id).for_upload(upload_id);
         let outcome = store::update(&self.store, write, Start::Read, |v| {
-            v.mark_processing(&upload_id, None, Some(&job_id), now)
+            v.mark_processing(upload_id, None, Some(&job_id), now)
         })
         .await?;
         let mut result = match outcome {
-            Outcome::Applied { .. } => ObjectOutcome::new(
-                key,
-                "job_created",
-                format!(
-                    "{} rungs, top {}p{}",
-                    plan.ladder.len(),
-                    plan.ladder.last().map_or(0, |r| r.label),
-                    geometry.map_or(" (source size unknown)".to_owned(), |g| format!(
-                        " from {}x{}",
-                        g.width, g.height
-                    ))
-                ),
-            ),
+            Outcome::Applied { .. } => ObjectOutcome::new(key, "job_created", summary),
             // A concurrent duplicate got there first (same request token, same job).
             Outcome::Ignored(why) => ObjectOutcome::new(key, "ignored", why.to_string()),
             Outcome::Deleted(()) => ObjectOutcome::new(key, "ignored", "record deleted"),
@@ -344,4 +354,17 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
             _ => ObjectOutcome::new(key, "poster_recorded", path),
         })
     }
+}
+
+/// "3 rungs, top 720p from 1280x720": what the job will make, for the outcome and the logs.
+fn job_summary(plan: &job::JobPlan, geometry: Option<Geometry>) -> String {
+    format!(
+        "{} rungs, top {}p{}",
+        plan.ladder.len(),
+        plan.ladder.last().map_or(0, |r| r.label),
+        geometry.map_or(" (source size unknown)".to_owned(), |g| format!(
+            " from {}x{}",
+            g.width, g.height
+        ))
+    )
 }

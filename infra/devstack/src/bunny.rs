@@ -237,29 +237,7 @@ impl BunnyStandIn {
         let origin = local_origin(&req);
         let origin = origin.as_deref();
         if req.method() == Method::OPTIONS {
-            let mut r = tus_response(
-                StatusCode::NO_CONTENT,
-                origin,
-                &[
-                    ("tus-version", "1.0.0".into()),
-                    ("tus-extension", "creation".into()),
-                    ("tus-max-size", MAX_UPLOAD.to_string()),
-                ],
-            );
-            if origin.is_some() {
-                let h = r.headers_mut();
-                h.insert(
-                    "access-control-allow-methods",
-                    http::HeaderValue::from_static("POST, HEAD, PATCH, OPTIONS"),
-                );
-                h.insert("access-control-allow-headers", http::HeaderValue::from_static(
-                    "authorizationsignature, authorizationexpire, videoid, libraryid, tus-resumable, upload-length, upload-metadata, upload-offset, content-type, x-requested-with"));
-                h.insert(
-                    "access-control-max-age",
-                    http::HeaderValue::from_static("600"),
-                );
-            }
-            return r;
+            return tus_options(origin);
         }
         let guid = match self.authorize_tus(&req) {
             Ok(g) => g,
@@ -276,39 +254,7 @@ impl BunnyStandIn {
             .trim_start_matches('/')
             .to_owned();
         match (req.method().clone(), id.is_empty()) {
-            (Method::POST, true) => {
-                let Some(length) =
-                    header(&req, "upload-length").and_then(|l| l.parse::<u64>().ok())
-                else {
-                    return tus_response(StatusCode::BAD_REQUEST, origin, &[]);
-                };
-                if length > MAX_UPLOAD {
-                    return tus_response(StatusCode::PAYLOAD_TOO_LARGE, origin, &[]);
-                }
-                let id = uuid::Uuid::now_v7().simple().to_string();
-                let path = self.config.work_dir.join("tus").join(&id);
-                if let Some(parent) = path.parent() {
-                    let _ = tokio::fs::create_dir_all(parent).await;
-                }
-                if tokio::fs::write(&path, b"").await.is_err() {
-                    return tus_response(StatusCode::INTERNAL_SERVER_ERROR, origin, &[]);
-                }
-                self.lock().uploads.insert(
-                    id.clone(),
-                    TusUpload {
-                        guid,
-                        length,
-                        offset: 0,
-                        path,
-                    },
-                );
-                let host = header(&req, "host").unwrap_or("127.0.0.1").to_owned();
-                tus_response(
-                    StatusCode::CREATED,
-                    origin,
-                    &[("location", format!("http://{host}{TUS_PATH}/{id}"))],
-                )
-            }
+            (Method::POST, true) => self.create(&req, guid, origin).await,
             (Method::HEAD, false) => {
                 let s = self.lock();
                 match s.uploads.get(&id).filter(|u| u.guid == guid) {
@@ -326,6 +272,39 @@ impl BunnyStandIn {
             (Method::PATCH, false) => self.patch(req, &id, &guid, origin).await,
             _ => tus_response(StatusCode::METHOD_NOT_ALLOWED, origin, &[]),
         }
+    }
+
+    /// TUS creation: an empty file of the declared length for the authorized video.
+    async fn create(&self, req: &Request<Incoming>, guid: String, origin: Option<&str>) -> Resp {
+        let Some(length) = header(req, "upload-length").and_then(|l| l.parse::<u64>().ok()) else {
+            return tus_response(StatusCode::BAD_REQUEST, origin, &[]);
+        };
+        if length > MAX_UPLOAD {
+            return tus_response(StatusCode::PAYLOAD_TOO_LARGE, origin, &[]);
+        }
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let path = self.config.work_dir.join("tus").join(&id);
+        if let Some(parent) = path.parent() {
+            let _ = tokio::fs::create_dir_all(parent).await;
+        }
+        if tokio::fs::write(&path, b"").await.is_err() {
+            return tus_response(StatusCode::INTERNAL_SERVER_ERROR, origin, &[]);
+        }
+        self.lock().uploads.insert(
+            id.clone(),
+            TusUpload {
+                guid,
+                length,
+                offset: 0,
+                path,
+            },
+        );
+        let host = header(req, "host").unwrap_or("127.0.0.1").to_owned();
+        tus_response(
+            StatusCode::CREATED,
+            origin,
+            &[("location", format!("http://{host}{TUS_PATH}/{id}"))],
+        )
     }
 
     async fn patch(
@@ -481,15 +460,7 @@ impl BunnyStandIn {
         });
         self.webhook(guid, 1).await;
         let probe = transcoder::probe(input).await?;
-        let short = probe.width.min(probe.height);
-        let mut rungs: Vec<(u32, u32)> = LADDER
-            .iter()
-            .copied()
-            .filter(|(l, _)| *l <= short)
-            .collect();
-        if rungs.is_empty() {
-            rungs.push((short - short % 2, LADDER[0].1));
-        }
+        let rungs = rungs(&probe);
         self.update(guid, |v| {
             v["status"] = json!(3);
             v["width"] = json!(probe.width);
@@ -498,38 +469,7 @@ impl BunnyStandIn {
         });
         self.webhook(guid, 2).await;
         let out = self.config.work_dir.join(guid).join("out");
-        let mut job = transcoder::Job {
-            input: input.to_owned(),
-            out_dir: out.clone(),
-            variants: Vec::new(),
-            master: Some("playlist.m3u8".into()),
-            segment_seconds: 4,
-            mp4: Vec::new(),
-            captures: Some(Captures {
-                width: transcoder::fit(&probe, 720.min(short)).0,
-                height: transcoder::fit(&probe, 720.min(short)).1,
-                every_seconds: (probe.duration_seconds / 2.0).max(0.1),
-                count: 1,
-                pattern: "thumbnail.jpg".into(),
-                first: 0,
-            }),
-        };
-        for (label, bitrate) in &rungs {
-            let (width, height) = transcoder::fit(&probe, *label);
-            job.variants.push(Variant {
-                width,
-                height,
-                bitrate: *bitrate,
-                playlist: format!("{label}p/video.m3u8"),
-                segments: format!("{label}p/video%d.ts"),
-                first_segment: 0,
-            });
-            job.mp4.push(FileOutput {
-                width,
-                height,
-                path: format!("play_{label}p.mp4"),
-            });
-        }
+        let job = bunny_job(input, &out, &probe, &rungs);
         let this = self.clone();
         let g = guid.to_owned();
         let mut last = 0u8;
@@ -568,4 +508,90 @@ impl BunnyStandIn {
         });
         Ok(())
     }
+}
+
+/// The TUS preflight: the protocol's capabilities and, for a browser, CORS.
+fn tus_options(origin: Option<&str>) -> Resp {
+    let mut r = tus_response(
+        StatusCode::NO_CONTENT,
+        origin,
+        &[
+            ("tus-version", "1.0.0".into()),
+            ("tus-extension", "creation".into()),
+            ("tus-max-size", MAX_UPLOAD.to_string()),
+        ],
+    );
+    if origin.is_some() {
+        let h = r.headers_mut();
+        h.insert(
+            "access-control-allow-methods",
+            http::HeaderValue::from_static("POST, HEAD, PATCH, OPTIONS"),
+        );
+        h.insert("access-control-allow-headers", http::HeaderValue::from_static(
+            "authorizationsignature, authorizationexpire, videoid, libraryid, tus-resumable, upload-length, upload-metadata, upload-offset, content-type, x-requested-with"));
+        h.insert(
+            "access-control-max-age",
+            http::HeaderValue::from_static("600"),
+        );
+    }
+    r
+}
+
+/// The ladder rungs (label, bitrate) at or below the source's short side; the smallest rung
+/// at the source's own size when it is smaller than all of them.
+fn rungs(probe: &transcoder::Probe) -> Vec<(u32, u32)> {
+    let short = probe.width.min(probe.height);
+    let mut rungs: Vec<(u32, u32)> = LADDER
+        .iter()
+        .copied()
+        .filter(|(l, _)| *l <= short)
+        .collect();
+    if rungs.is_empty() {
+        rungs.push((short - short % 2, LADDER[0].1));
+    }
+    rungs
+}
+
+/// Bunny's output layout: `playlist.m3u8`, `{h}p/video.m3u8` + `video{n}.ts`, one
+/// `play_{h}p.mp4` per rung and `thumbnail.jpg` from the middle of the video.
+fn bunny_job(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    probe: &transcoder::Probe,
+    rungs: &[(u32, u32)],
+) -> transcoder::Job {
+    let thumbnail = transcoder::fit(probe, 720.min(probe.width.min(probe.height)));
+    let mut job = transcoder::Job {
+        input: input.to_owned(),
+        out_dir: out.to_owned(),
+        variants: Vec::new(),
+        master: Some("playlist.m3u8".into()),
+        segment_seconds: 4,
+        mp4: Vec::new(),
+        captures: Some(Captures {
+            width: thumbnail.0,
+            height: thumbnail.1,
+            every_seconds: (probe.duration_seconds / 2.0).max(0.1),
+            count: 1,
+            pattern: "thumbnail.jpg".into(),
+            first: 0,
+        }),
+    };
+    for (label, bitrate) in rungs {
+        let (width, height) = transcoder::fit(probe, *label);
+        job.variants.push(Variant {
+            width,
+            height,
+            bitrate: *bitrate,
+            playlist: format!("{label}p/video.m3u8"),
+            segments: format!("{label}p/video%d.ts"),
+            first_segment: 0,
+        });
+        job.mp4.push(FileOutput {
+            width,
+            height,
+            path: format!("play_{label}p.mp4"),
+        });
+    }
+    job
 }

@@ -265,6 +265,20 @@ impl Gateway {
                 origin.as_deref(),
             );
         };
+        let r = self.api(req, api, params, &method, &path).await;
+        self.with_cors(r, origin.as_deref())
+    }
+
+    /// An API route: the JWT authorizer, the provider's function, the body limit, then the
+    /// payload-v2 invocation.
+    async fn api(
+        &self,
+        req: Request<Incoming>,
+        api: &ApiRoute,
+        params: Vec<(String, String)>,
+        method: &str,
+        path: &str,
+    ) -> Resp {
         let claims = match dev_jwt::authorize(header(&req, "authorization"), now().0) {
             Ok(c) => c,
             Err(e) => {
@@ -272,7 +286,7 @@ impl Gateway {
                 let mut r = gateway_message(StatusCode::UNAUTHORIZED, "Unauthorized");
                 r.headers_mut()
                     .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
-                return self.with_cors(r, origin.as_deref());
+                return r;
             }
         };
         let provider = header(&req, PROVIDER_HEADER)
@@ -289,16 +303,13 @@ impl Gateway {
                     StatusCode::BAD_REQUEST,
                     &format!("unknown provider '{provider}' (local {PROVIDER_HEADER} header)"),
                 );
-                return self.with_cors(r, origin.as_deref());
+                return r;
             }
         };
         let query = req.uri().query().unwrap_or("").to_owned();
         let headers = req.headers().clone();
         let Some(body) = read_body(req.into_body(), MAX_BODY).await else {
-            return self.with_cors(
-                gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
-                origin.as_deref(),
-            );
+            return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
         };
         let params: Map<String, Value> = params
             .into_iter()
@@ -306,16 +317,15 @@ impl Gateway {
             .collect();
         let event = v2_event(
             &api.route.route_key(),
-            &method,
-            &path,
+            method,
+            path,
             &query,
             &headers,
             &body,
             Some(params),
             Some(claims),
         );
-        let r = self.answer(function, event).await;
-        self.with_cors(r, origin.as_deref())
+        self.answer(function, event).await
     }
 
     /// Invokes and maps the outcome like API Gateway: function errors and broken responses are

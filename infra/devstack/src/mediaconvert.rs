@@ -341,59 +341,28 @@ impl MediaConvertStandIn {
         let probe = transcoder::probe(&input)
             .await
             .map_err(|e| (1010, format!("Unsupported input: {e}")))?;
-        // Outputs are named after the input's base name, as MediaConvert does.
-        let base = key
-            .rsplit('/')
-            .next()
-            .and_then(|f| f.split('.').next())
-            .unwrap_or("output")
-            .to_owned();
         let out = dir.join("out");
-        let local = |dest: &str| -> Result<String, (i64, String)> {
-            let (b, prefix) = split_s3(dest).ok_or((1040, format!("bad destination {dest}")))?;
-            Ok(format!("{b}/{prefix}"))
-        };
-        let mut job = transcoder::Job {
-            input: input.clone(),
-            out_dir: out.clone(),
-            variants: Vec::new(),
-            master: None,
-            segment_seconds: 4,
-            mp4: Vec::new(),
-            captures: None,
-        };
-        if let Some((dest, seconds, rungs)) = &plan.hls {
-            let d = local(dest)?;
-            job.segment_seconds = *seconds;
-            job.master = Some(format!("{d}{base}.m3u8"));
-            for (m, w, h, bitrate) in rungs {
-                job.variants.push(Variant {
-                    width: *w,
-                    height: *h,
-                    bitrate: *bitrate,
-                    playlist: format!("{d}{base}{m}.m3u8"),
-                    segments: format!("{d}{base}{m}_%05d.ts"),
-                    first_segment: 1,
-                });
-            }
-        }
-        for (dest, m, w, h) in &plan.mp4 {
-            job.mp4.push(FileOutput {
-                width: *w,
-                height: *h,
-                path: format!("{}{base}{m}.mp4", local(dest)?),
-            });
-        }
-        if let Some((dest, m, w, h, every, count)) = &plan.captures {
-            job.captures = Some(Captures {
-                width: *w,
-                height: *h,
-                every_seconds: *every,
-                count: (*count).min((probe.duration_seconds / every).ceil().max(1.0) as u32),
-                pattern: format!("{}{base}{m}.%07d.jpg", local(dest)?),
-                first: 0,
-            });
-        }
+        let job = local_job(plan, input, out.clone(), &probe)?;
+        let took = self
+            .run_reporting_progress(id, &job, &probe)
+            .await
+            .map_err(|e| (1999, e))?;
+        (self.say)(format!(
+            "mediaconvert: job {id} transcoded (ffmpeg {:.1} s)",
+            took.as_secs_f64()
+        ));
+        self.store_outputs(&out).await?;
+        Ok(output_groups(&job, &probe))
+    }
+
+    /// Runs the job, sending a STATUS_UPDATE at most once a second while it progresses (as
+    /// MediaConvert does, on an interval).
+    async fn run_reporting_progress(
+        &self,
+        id: &str,
+        job: &transcoder::Job,
+        probe: &Probe,
+    ) -> Result<Duration, String> {
         let this = self.clone();
         let job_id = id.to_owned();
         let mut last = (Instant::now(), 0u8);
@@ -412,9 +381,8 @@ impl MediaConvertStandIn {
                 .await;
             }
         });
-        let result = transcoder::run(&job, &probe, |p| {
+        let result = transcoder::run(job, probe, |p| {
             let p = p as u8;
-            // MediaConvert sends STATUS_UPDATE on an interval: at most one a second here.
             if p < 100 && p > last.1 && last.0.elapsed() >= Duration::from_secs(1) {
                 last = (Instant::now(), p);
                 let _ = tx.send(p);
@@ -423,13 +391,7 @@ impl MediaConvertStandIn {
         .await;
         drop(tx);
         let _ = updates.await;
-        let took = result.map_err(|e| (1999, e))?;
-        (self.say)(format!(
-            "mediaconvert: job {id} transcoded (ffmpeg {:.1} s)",
-            took.as_secs_f64()
-        ));
-        self.store_outputs(&out).await?;
-        Ok(output_groups(&job, &probe))
+        result
     }
 
     async fn store_outputs(&self, out: &std::path::Path) -> Result<(), (i64, String)> {
@@ -445,6 +407,70 @@ impl MediaConvertStandIn {
         }
         Ok(())
     }
+}
+
+/// The ffmpeg job for a plan: outputs named after the input's base name under their
+/// destinations (as MediaConvert names them), captures limited to the video's length.
+fn local_job(
+    plan: &Plan,
+    input: PathBuf,
+    out_dir: PathBuf,
+    probe: &Probe,
+) -> Result<transcoder::Job, (i64, String)> {
+    let base = plan
+        .input
+        .1
+        .rsplit('/')
+        .next()
+        .and_then(|f| f.split('.').next())
+        .unwrap_or("output")
+        .to_owned();
+    let local = |dest: &str| -> Result<String, (i64, String)> {
+        let (b, prefix) = split_s3(dest).ok_or((1040, format!("bad destination {dest}")))?;
+        Ok(format!("{b}/{prefix}"))
+    };
+    let mut job = transcoder::Job {
+        input,
+        out_dir,
+        variants: Vec::new(),
+        master: None,
+        segment_seconds: 4,
+        mp4: Vec::new(),
+        captures: None,
+    };
+    if let Some((dest, seconds, rungs)) = &plan.hls {
+        let d = local(dest)?;
+        job.segment_seconds = *seconds;
+        job.master = Some(format!("{d}{base}.m3u8"));
+        for (m, w, h, bitrate) in rungs {
+            job.variants.push(Variant {
+                width: *w,
+                height: *h,
+                bitrate: *bitrate,
+                playlist: format!("{d}{base}{m}.m3u8"),
+                segments: format!("{d}{base}{m}_%05d.ts"),
+                first_segment: 1,
+            });
+        }
+    }
+    for (dest, m, w, h) in &plan.mp4 {
+        job.mp4.push(FileOutput {
+            width: *w,
+            height: *h,
+            path: format!("{}{base}{m}.mp4", local(dest)?),
+        });
+    }
+    if let Some((dest, m, w, h, every, count)) = &plan.captures {
+        job.captures = Some(Captures {
+            width: *w,
+            height: *h,
+            every_seconds: *every,
+            count: (*count).min((probe.duration_seconds / every).ceil().max(1.0) as u32),
+            pattern: format!("{}{base}{m}.%07d.jpg", local(dest)?),
+            first: 0,
+        });
+    }
+    Ok(job)
 }
 
 /// `bucket/key` (local layout) -> `s3://bucket/key`.

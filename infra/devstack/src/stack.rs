@@ -5,18 +5,19 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use exvid_shared::aws::dynamo::DynamoStore;
 use exvid_shared::domain::playback_token::TokenKey;
 use serde_json::{json, Value};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::bunny::{BunnyConfig, BunnyStandIn};
 use crate::cdn::Cdn;
-use crate::functions::{FunctionSpec, Functions, Invocation, LogSink};
+use crate::functions::{Function, FunctionSpec, Functions, Invocation, LogSink};
 use crate::gateway::{ApiRoute, Gateway};
 use crate::http_util::{bind, serve};
 use crate::local;
@@ -71,7 +72,7 @@ pub struct Stack {
     functions: Arc<Functions>,
     tasks: Vec<JoinHandle<()>>,
     work_dir: PathBuf,
-    log: Arc<std::sync::Mutex<Vec<String>>>,
+    log: Arc<Mutex<Vec<String>>>,
     // Last: moto stops after everything that talks to it.
     _moto: Moto,
 }
@@ -88,325 +89,480 @@ fn vendor_files() -> Vec<(&'static str, PathBuf)> {
     ]
 }
 
-impl Stack {
-    pub async fn start(options: StackOptions) -> Result<Stack, String> {
-        if !PROVIDERS.contains(&options.default_provider.as_str()) {
-            return Err(format!(
-                "unknown provider '{}' (one of {})",
-                options.default_provider,
-                PROVIDERS.join(", ")
-            ));
-        }
-        if !transcoder::ffmpeg_available() {
-            return Err(
-                "ffmpeg and ffprobe are needed to transcode locally: apt-get install ffmpeg (make dev installs it)"
-                    .into(),
-            );
-        }
-        let template = Template::load_repo().map_err(|e| e.to_string())?;
-        let port = |offset: u16| {
-            if options.port == 0 {
-                0
-            } else {
-                options.port + offset
-            }
-        };
-        let gateway_l = bind(port(0), "gateway").await?;
-        let bunny_cdn_l = bind(port(1), "Bunny CDN").await?;
-        let cloudfront_l = bind(port(2), "CloudFront CDN").await?;
-        let bunny_api_l = bind(port(3), "Bunny API").await?;
-        let mediaconvert_l = bind(0, "MediaConvert").await?;
-        let url = |l: &tokio::net::TcpListener| {
+/// The five listeners, bound before anything starts so the URLs can go into the functions'
+/// environment.
+struct Listeners {
+    gateway: TcpListener,
+    bunny_cdn: TcpListener,
+    cloudfront: TcpListener,
+    bunny_api: TcpListener,
+    mediaconvert: TcpListener,
+}
+
+impl Listeners {
+    /// Gateway on `port`, the CDNs and the Bunny API on the next three (0: free ports for all);
+    /// MediaConvert always on a free port.
+    async fn bind(port: u16) -> Result<Listeners, String> {
+        let at = |offset: u16| if port == 0 { 0 } else { port + offset };
+        Ok(Listeners {
+            gateway: bind(at(0), "gateway").await?,
+            bunny_cdn: bind(at(1), "Bunny CDN").await?,
+            cloudfront: bind(at(2), "CloudFront CDN").await?,
+            bunny_api: bind(at(3), "Bunny API").await?,
+            mediaconvert: bind(0, "MediaConvert").await?,
+        })
+    }
+
+    fn urls(&self, moto: String) -> Urls {
+        let url = |l: &TcpListener| {
             format!(
                 "http://127.0.0.1:{}",
                 l.local_addr().map(|a| a.port()).unwrap_or(0)
             )
         };
+        Urls {
+            gateway: url(&self.gateway),
+            bunny_cdn: url(&self.bunny_cdn),
+            cloudfront_cdn: url(&self.cloudfront),
+            bunny_api: url(&self.bunny_api),
+            mediaconvert: url(&self.mediaconvert),
+            moto,
+        }
+    }
+}
 
+/// The shared log: every line is kept (for test failures) and, with `echo`, printed.
+#[derive(Clone)]
+struct StackLog {
+    lines: Arc<Mutex<Vec<String>>>,
+    echo: bool,
+}
+
+impl StackLog {
+    fn push(&self, source: &str, line: &str) {
+        if self.echo {
+            println!("[{source}] {line}");
+            let _ = std::io::stdout().flush();
+        }
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("[{source}] {line}"));
+    }
+
+    /// The devstack's own voice.
+    fn say(&self) -> Say {
+        let log = self.clone();
+        Arc::new(move |line: String| log.push("devstack", &line))
+    }
+
+    /// Where function output goes.
+    fn function_sink(&self) -> LogSink {
+        let log = self.clone();
+        Arc::new(move |name: &str, line: &str| log.push(name, line))
+    }
+}
+
+/// What the AWS resources give the rest of the stack.
+struct Resources {
+    objects: ObjectStore,
+    sqs: aws_sdk_sqs::Client,
+    /// The S3 event queue's URL.
+    queue: String,
+}
+
+/// Creates the table, both buckets (with the template's CORS) and the S3 event queue on moto.
+async fn create_resources(moto: &str, template: &Template) -> Result<Resources, String> {
+    let sdk = local::moto_sdk_config(moto).await;
+    DynamoStore::from_sdk_config(&sdk, local::TABLE_NAME)
+        .create_table()
+        .await
+        .map_err(|e| format!("creating the table: {e}"))?;
+    let objects = ObjectStore::new(&sdk);
+    let s3 = objects.client().clone();
+    for bucket in [local::MEDIA_BUCKET, BUNNY_BUCKET] {
+        create_bucket(&s3, bucket).await?;
+    }
+    let cors = template.bucket_cors().map_err(|e| e.to_string())?;
+    local::apply_bucket_cors(&s3, local::MEDIA_BUCKET, &cors).await?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = crate::s3_events::connect(&s3, &sqs, local::MEDIA_BUCKET).await?;
+    Ok(Resources {
+        objects,
+        sqs,
+        queue,
+    })
+}
+
+async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+    s3.create_bucket()
+        .bucket(bucket)
+        .create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::EuCentral1)
+                .build(),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "creating bucket {bucket}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        })
+}
+
+/// One spec per template function, intake once per provider (`upload-intake@{provider}`),
+/// all pointed at the local stand-ins.
+fn function_specs(
+    template: &Template,
+    urls: &Urls,
+    release: bool,
+) -> Result<Vec<FunctionSpec>, String> {
+    let profile = if release { "release" } else { "debug" };
+    let mut env = local::function_environment(&urls.moto);
+    for (k, v) in [
+        ("BUNNY_API_BASE_URL", &urls.bunny_api),
+        ("BUNNY_STREAM_CDN_HOSTNAME", &urls.bunny_cdn),
+        ("AWS_CLOUDFRONT_DOMAIN", &urls.cloudfront_cdn),
+        ("AWS_ENDPOINT_URL_MEDIACONVERT", &urls.mediaconvert),
+    ] {
+        set_env(&mut env, k, v);
+    }
+    let mut specs = Vec::new();
+    for binary in template.binaries().map_err(|e| e.to_string())? {
+        let path = target_dir().join(profile).join(&binary);
+        if binary != INTAKE {
+            specs.push(FunctionSpec {
+                name: binary,
+                binary: path,
+                env: env.clone(),
+            });
+            continue;
+        }
+        for p in PROVIDERS {
+            let mut e = env.clone();
+            set_env(&mut e, "VIDEO_PROVIDER", p);
+            specs.push(FunctionSpec {
+                name: format!("{INTAKE}@{p}"),
+                binary: path.clone(),
+                env: e,
+            });
+        }
+    }
+    Ok(specs)
+}
+
+fn set_env(env: &mut Vec<(String, String)>, name: &str, value: &str) {
+    env.retain(|(k, _)| k != name);
+    env.push((name.to_owned(), value.to_owned()));
+}
+
+/// Starts every function and waits (up to 15 s each) until all of them poll for work.
+async fn start_functions(specs: Vec<FunctionSpec>, log: LogSink) -> Result<Arc<Functions>, String> {
+    let functions = Arc::new(Functions::start(specs, log)?);
+    let ready_check = functions.clone();
+    let not_ready = tokio::task::spawn_blocking(move || {
+        ready_check
+            .names()
+            .filter(|n| {
+                !ready_check
+                    .get(n)
+                    .is_some_and(|f| f.wait_ready(Duration::from_secs(15)))
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if !not_ready.is_empty() {
+        return Err(format!("functions did not start: {}", not_ready.join(", ")));
+    }
+    Ok(functions)
+}
+
+fn function(functions: &Functions, name: &str) -> Result<Arc<Function>, String> {
+    functions
+        .get(name)
+        .ok_or_else(|| format!("the template has no function {name}"))
+}
+
+/// A fresh scratch directory for the transcoders, unique per process and gateway port.
+fn fresh_work_dir(urls: &Urls) -> Result<PathBuf, String> {
+    let work_dir = std::env::temp_dir().join(format!(
+        "exvid-devstack-{}-{}",
+        std::process::id(),
+        urls.gateway.rsplit(':').next().unwrap_or("0")
+    ));
+    let _ = std::fs::remove_dir_all(&work_dir);
+    std::fs::create_dir_all(&work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
+    Ok(work_dir)
+}
+
+/// EventBridge → transcode-complete: asynchronous invocation, so two retries a second apart.
+fn eventbridge(complete: Arc<Function>, say: Say) -> EventSink {
+    Arc::new(move |event: Value| {
+        let (f, say) = (complete.clone(), say.clone());
+        Box::pin(async move {
+            for attempt in 0..3 {
+                let bytes = event.to_string().into_bytes();
+                let f = f.clone();
+                match tokio::task::spawn_blocking(move || f.invoke(&bytes)).await {
+                    Ok(Invocation::Response(_)) => return,
+                    other => say(format!(
+                        "eventbridge: transcode-complete failed ({other:?}), attempt {}",
+                        attempt + 1
+                    )),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    })
+}
+
+/// The two CDNs: Bunny's over its storage bucket, CloudFront's over the media bucket (which
+/// refuses originals, as the real distribution's behaviours do).
+fn cdns(
+    bunny: TcpListener,
+    cloudfront: TcpListener,
+    objects: &ObjectStore,
+    say: &Say,
+) -> Vec<JoinHandle<()>> {
+    [
+        (
+            bunny,
+            "bunny-cdn",
+            local::BUNNY_CDN_TOKEN_KEY,
+            BUNNY_BUCKET,
+            false,
+        ),
+        (
+            cloudfront,
+            "cloudfront",
+            local::CLOUDFRONT_TOKEN_KEY,
+            local::MEDIA_BUCKET,
+            true,
+        ),
+    ]
+    .into_iter()
+    .map(|(listener, name, key, bucket, refuse)| {
+        let cdn = Cdn {
+            name,
+            key: TokenKey::new(key),
+            bucket: bucket.into(),
+            refuse_originals: refuse,
+            store: objects.clone(),
+            say: say.clone(),
+        };
+        serve(listener, move |req| cdn.clone().handle(req))
+    })
+    .collect()
+}
+
+/// The Bunny Stream stand-in, signing its webhooks with the local key to the gateway.
+fn bunny_stand_in(
+    urls: &Urls,
+    work_dir: &Path,
+    objects: &ObjectStore,
+    say: &Say,
+) -> Result<BunnyStandIn, String> {
+    let library_id: u64 = local::BUNNY_LIBRARY_ID
+        .parse()
+        .map_err(|_| "bad local library id")?;
+    Ok(BunnyStandIn::new(
+        BunnyConfig {
+            library_id,
+            api_key: local::BUNNY_API_KEY.into(),
+            signing_key: local::BUNNY_WEBHOOK_SIGNING_KEY.into(),
+            webhook_url: format!("{}/webhooks/video-ready", urls.gateway),
+            bucket: BUNNY_BUCKET.into(),
+            work_dir: work_dir.join("bunny"),
+        },
+        objects.clone(),
+        say.clone(),
+    ))
+}
+
+/// The API gateway: the template's routes (intake by provider), the webhook's function URL,
+/// the template's CORS and the demo page.
+fn gateway(
+    template: &Template,
+    functions: &Functions,
+    default_provider: &str,
+    say: &Say,
+) -> Result<Gateway, String> {
+    let mut routes = Vec::new();
+    for route in template.routes().map_err(|e| e.to_string())? {
+        let mut by_provider = HashMap::new();
+        if route.binary == INTAKE {
+            for p in PROVIDERS {
+                by_provider.insert(p.to_owned(), function(functions, &format!("{INTAKE}@{p}"))?);
+            }
+        } else {
+            by_provider.insert(String::new(), function(functions, &route.binary)?);
+        }
+        routes.push(ApiRoute {
+            route,
+            functions: by_provider,
+        });
+    }
+    let webhook_binary = template
+        .function_urls()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or("the template has no function URL")?
+        .binary;
+    Ok(Gateway {
+        routes,
+        default_provider: default_provider.to_owned(),
+        webhook: function(functions, &webhook_binary)?,
+        cors: template.api_cors().map_err(|e| e.to_string())?,
+        demo_dir: repo_root().join("infra/devstack/demo"),
+        vendor: vendor_files(),
+        page_config: json!({
+            "providers": PROVIDERS,
+            "default_provider": default_provider,
+        }),
+        say: say.clone(),
+    })
+}
+
+/// Restarts crashed functions (as Lambda would start a new environment), every 300 ms.
+fn supervise(functions: Arc<Functions>, say: Say) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let f = functions.clone();
+            if let Ok(lines) = tokio::task::spawn_blocking(move || f.supervise()).await {
+                for line in lines {
+                    say(line);
+                }
+            }
+        }
+    })
+}
+
+/// The default provider is known and ffmpeg is installed.
+fn preflight(options: &StackOptions) -> Result<(), String> {
+    if !PROVIDERS.contains(&options.default_provider.as_str()) {
+        return Err(format!(
+            "unknown provider '{}' (one of {})",
+            options.default_provider,
+            PROVIDERS.join(", ")
+        ));
+    }
+    if !transcoder::ffmpeg_available() {
+        return Err(
+            "ffmpeg and ffprobe are needed to transcode locally: apt-get install ffmpeg (make dev installs it)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// What the servers are wired to.
+struct Wiring<'a> {
+    template: &'a Template,
+    functions: &'a Arc<Functions>,
+    urls: &'a Urls,
+    work_dir: &'a Path,
+    say: &'a Say,
+}
+
+impl Wiring<'_> {
+    /// The servers and pollers in front of the functions: MediaConvert (+ EventBridge), Bunny,
+    /// the CDNs, the gateway, S3 event delivery and the function supervisor.
+    fn serve_all(
+        &self,
+        listeners: Listeners,
+        resources: Resources,
+        default_provider: &str,
+    ) -> Result<(Vec<JoinHandle<()>>, BunnyStandIn), String> {
+        let mut tasks = Vec::new();
+        let mediaconvert = MediaConvertStandIn::new(
+            resources.objects.clone(),
+            self.work_dir.join("mediaconvert"),
+            eventbridge(
+                function(self.functions, "transcode-complete")?,
+                self.say.clone(),
+            ),
+            self.say.clone(),
+        );
+        tasks.push(serve(listeners.mediaconvert, move |req| {
+            mediaconvert.clone().handle(req)
+        }));
+        let bunny = bunny_stand_in(self.urls, self.work_dir, &resources.objects, self.say)?;
+        let b = bunny.clone();
+        tasks.push(serve(listeners.bunny_api, move |req| b.clone().handle(req)));
+        tasks.extend(cdns(
+            listeners.bunny_cdn,
+            listeners.cloudfront,
+            &resources.objects,
+            self.say,
+        ));
+        let gateway = Arc::new(gateway(
+            self.template,
+            self.functions,
+            default_provider,
+            self.say,
+        )?);
+        tasks.push(serve(listeners.gateway, move |req| {
+            gateway.clone().handle(req)
+        }));
+        tasks.push(tokio::spawn(crate::s3_events::deliver(
+            resources.sqs,
+            resources.queue,
+            self.template
+                .s3_event_key_patterns("transcode-start")
+                .map_err(|e| e.to_string())?,
+            function(self.functions, "transcode-start")?,
+            self.say.clone(),
+        )));
+        tasks.push(supervise(self.functions.clone(), self.say.clone()));
+        Ok((tasks, bunny))
+    }
+}
+
+impl Stack {
+    /// Starts moto and the resources, then the functions, then the servers in front of them.
+    pub async fn start(options: StackOptions) -> Result<Stack, String> {
+        preflight(&options)?;
+        let template = Template::load_repo().map_err(|e| e.to_string())?;
+        let listeners = Listeners::bind(options.port).await?;
         let moto = tokio::task::spawn_blocking(Moto::start)
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("moto: {e}"))?;
-        let urls = Urls {
-            gateway: url(&gateway_l),
-            bunny_cdn: url(&bunny_cdn_l),
-            cloudfront_cdn: url(&cloudfront_l),
-            bunny_api: url(&bunny_api_l),
-            mediaconvert: url(&mediaconvert_l),
-            moto: moto.endpoint(),
+        let urls = listeners.urls(moto.endpoint());
+        let log = StackLog {
+            lines: Arc::default(),
+            echo: options.echo,
         };
-        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let say: Say = {
-            let log = log.clone();
-            let echo = options.echo;
-            Arc::new(move |line: String| {
-                if echo {
-                    println!("[devstack] {line}");
-                    let _ = std::io::stdout().flush();
-                }
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!("[devstack] {line}"));
-            })
+        let say = log.say();
+
+        let resources = create_resources(&urls.moto, &template).await?;
+        let specs = function_specs(&template, &urls, options.release)?;
+        let functions = start_functions(specs, log.function_sink()).await?;
+        let work_dir = fresh_work_dir(&urls)?;
+
+        let wiring = Wiring {
+            template: &template,
+            functions: &functions,
+            urls: &urls,
+            work_dir: &work_dir,
+            say: &say,
         };
-
-        // --- AWS resources, from the template's definitions -------------------------------
-        let sdk = local::moto_sdk_config(&urls.moto).await;
-        let store = DynamoStore::from_sdk_config(&sdk, local::TABLE_NAME);
-        store
-            .create_table()
-            .await
-            .map_err(|e| format!("creating the table: {e}"))?;
-        let objects = ObjectStore::new(&sdk);
-        let s3 = objects.client().clone();
-        for bucket in [local::MEDIA_BUCKET, BUNNY_BUCKET] {
-            use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
-            s3.create_bucket()
-                .bucket(bucket)
-                .create_bucket_configuration(
-                    CreateBucketConfiguration::builder()
-                        .location_constraint(BucketLocationConstraint::EuCentral1)
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "creating bucket {bucket}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(e)
-                    )
-                })?;
-        }
-        let cors = template.bucket_cors().map_err(|e| e.to_string())?;
-        local::apply_bucket_cors(&s3, local::MEDIA_BUCKET, &cors).await?;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let queue = crate::s3_events::connect(&s3, &sqs, local::MEDIA_BUCKET).await?;
-
-        // --- functions ---------------------------------------------------------------------
-        let profile = if options.release { "release" } else { "debug" };
-        let mut env = local::function_environment(&urls.moto);
-        for (k, v) in [
-            ("BUNNY_API_BASE_URL", urls.bunny_api.clone()),
-            ("BUNNY_STREAM_CDN_HOSTNAME", urls.bunny_cdn.clone()),
-            ("AWS_CLOUDFRONT_DOMAIN", urls.cloudfront_cdn.clone()),
-            ("AWS_ENDPOINT_URL_MEDIACONVERT", urls.mediaconvert.clone()),
-        ] {
-            env.retain(|(name, _)| name != k);
-            env.push((k.to_owned(), v));
-        }
-        let mut specs = Vec::new();
-        for binary in template.binaries().map_err(|e| e.to_string())? {
-            let path = target_dir().join(profile).join(&binary);
-            if binary == INTAKE {
-                for p in PROVIDERS {
-                    let mut e = env.clone();
-                    e.retain(|(k, _)| k != "VIDEO_PROVIDER");
-                    e.push(("VIDEO_PROVIDER".into(), p.into()));
-                    specs.push(FunctionSpec {
-                        name: format!("{INTAKE}@{p}"),
-                        binary: path.clone(),
-                        env: e,
-                    });
-                }
-            } else {
-                specs.push(FunctionSpec {
-                    name: binary,
-                    binary: path,
-                    env: env.clone(),
-                });
-            }
-        }
-        let function_log: LogSink = {
-            let log = log.clone();
-            let echo = options.echo;
-            Arc::new(move |name: &str, line: &str| {
-                if echo {
-                    println!("[{name}] {line}");
-                    let _ = std::io::stdout().flush();
-                }
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!("[{name}] {line}"));
-            })
-        };
-        let functions = Arc::new(Functions::start(specs, function_log)?);
-        let ready_check = functions.clone();
-        let not_ready = tokio::task::spawn_blocking(move || {
-            ready_check
-                .names()
-                .filter(|n| {
-                    !ready_check
-                        .get(n)
-                        .is_some_and(|f| f.wait_ready(Duration::from_secs(15)))
-                })
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        if !not_ready.is_empty() {
-            return Err(format!("functions did not start: {}", not_ready.join(", ")));
-        }
-        let function = |name: &str| {
-            functions
-                .get(name)
-                .ok_or_else(|| format!("the template has no function {name}"))
-        };
-
-        let work_dir = std::env::temp_dir().join(format!(
-            "exvid-devstack-{}-{}",
-            std::process::id(),
-            urls.gateway.rsplit(':').next().unwrap_or("0")
-        ));
-        let _ = std::fs::remove_dir_all(&work_dir);
-        std::fs::create_dir_all(&work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
-
-        // --- services ----------------------------------------------------------------------
-        let mut tasks = Vec::new();
-        let complete = function("transcode-complete")?;
-        let events: EventSink = {
-            let say = say.clone();
-            Arc::new(move |event: Value| {
-                let (f, say) = (complete.clone(), say.clone());
-                Box::pin(async move {
-                    // EventBridge to Lambda is asynchronous invocation: two retries.
-                    for attempt in 0..3 {
-                        let bytes = event.to_string().into_bytes();
-                        let f = f.clone();
-                        match tokio::task::spawn_blocking(move || f.invoke(&bytes)).await {
-                            Ok(Invocation::Response(_)) => return,
-                            other => say(format!(
-                                "eventbridge: transcode-complete failed ({other:?}), attempt {}",
-                                attempt + 1
-                            )),
-                        }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                })
-            })
-        };
-        let mediaconvert = MediaConvertStandIn::new(
-            objects.clone(),
-            work_dir.join("mediaconvert"),
-            events,
-            say.clone(),
-        );
-        tasks.push(serve(mediaconvert_l, move |req| {
-            mediaconvert.clone().handle(req)
-        }));
-
-        let library_id: u64 = local::BUNNY_LIBRARY_ID
-            .parse()
-            .map_err(|_| "bad local library id")?;
-        let bunny = BunnyStandIn::new(
-            BunnyConfig {
-                library_id,
-                api_key: local::BUNNY_API_KEY.into(),
-                signing_key: local::BUNNY_WEBHOOK_SIGNING_KEY.into(),
-                webhook_url: format!("{}/webhooks/video-ready", urls.gateway),
-                bucket: BUNNY_BUCKET.into(),
-                work_dir: work_dir.join("bunny"),
-            },
-            objects.clone(),
-            say.clone(),
-        );
-        let b = bunny.clone();
-        tasks.push(serve(bunny_api_l, move |req| b.clone().handle(req)));
-
-        for (listener, name, key, bucket, refuse) in [
-            (
-                bunny_cdn_l,
-                "bunny-cdn",
-                local::BUNNY_CDN_TOKEN_KEY,
-                BUNNY_BUCKET,
-                false,
-            ),
-            (
-                cloudfront_l,
-                "cloudfront",
-                local::CLOUDFRONT_TOKEN_KEY,
-                local::MEDIA_BUCKET,
-                true,
-            ),
-        ] {
-            let cdn = Cdn {
-                name,
-                key: TokenKey::new(key),
-                bucket: bucket.into(),
-                refuse_originals: refuse,
-                store: objects.clone(),
-                say: say.clone(),
-            };
-            tasks.push(serve(listener, move |req| cdn.clone().handle(req)));
-        }
-
-        let mut routes = Vec::new();
-        for route in template.routes().map_err(|e| e.to_string())? {
-            let mut by_provider = HashMap::new();
-            if route.binary == INTAKE {
-                for p in PROVIDERS {
-                    by_provider.insert(p.to_owned(), function(&format!("{INTAKE}@{p}"))?);
-                }
-            } else {
-                by_provider.insert(String::new(), function(&route.binary)?);
-            }
-            routes.push(ApiRoute {
-                route,
-                functions: by_provider,
-            });
-        }
-        let webhook_binary = template
-            .function_urls()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .next()
-            .ok_or("the template has no function URL")?
-            .binary;
-        let gateway = Arc::new(Gateway {
-            routes,
-            default_provider: options.default_provider.clone(),
-            webhook: function(&webhook_binary)?,
-            cors: template.api_cors().map_err(|e| e.to_string())?,
-            demo_dir: repo_root().join("infra/devstack/demo"),
-            vendor: vendor_files(),
-            page_config: json!({
-                "providers": PROVIDERS,
-                "default_provider": options.default_provider,
-            }),
-            say: say.clone(),
-        });
-        tasks.push(serve(gateway_l, move |req| gateway.clone().handle(req)));
-
-        tasks.push(tokio::spawn(crate::s3_events::deliver(
-            sqs,
-            queue,
-            template
-                .s3_event_key_patterns("transcode-start")
-                .map_err(|e| e.to_string())?,
-            function("transcode-start")?,
-            say.clone(),
-        )));
-        let supervised = functions.clone();
-        let supervisor_say = say.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let f = supervised.clone();
-                if let Ok(lines) = tokio::task::spawn_blocking(move || f.supervise()).await {
-                    for line in lines {
-                        supervisor_say(line);
-                    }
-                }
-            }
-        }));
-
+        let (tasks, bunny) = wiring.serve_all(listeners, resources, &options.default_provider)?;
         Ok(Stack {
             urls,
             bunny,
             functions,
             tasks,
             work_dir,
-            log,
+            log: log.lines,
             _moto: moto,
         })
     }

@@ -136,88 +136,18 @@ pub async fn probe(input: &Path) -> Result<Probe, String> {
     })
 }
 
-/// The ffmpeg arguments for `job` (after `-i input`).
+/// Seconds between forced keyframes: segments cut on them, so every segment starts with one.
+const GOP_SECONDS: f64 = 2.0;
+
+/// The ffmpeg arguments for `job` (after `-i input`): one filter graph splitting the input into
+/// every output's size, then the HLS variants, the MP4s and the captures, in that order.
 fn arguments(job: &Job, probe: &Probe) -> Vec<String> {
-    let mut labels = Vec::new();
-    let mut graph = Vec::new();
-    let sizes: Vec<(u32, u32, &str)> = job
-        .variants
-        .iter()
-        .map(|v| (v.width, v.height, "v"))
-        .chain(job.mp4.iter().map(|m| (m.width, m.height, "m")))
-        .chain(job.captures.iter().map(|c| (c.width, c.height, "c")))
-        .collect();
-    graph.push(format!(
-        "[0:v]split={}{}",
-        sizes.len(),
-        (0..sizes.len())
-            .map(|i| format!("[s{i}]"))
-            .collect::<String>()
-    ));
-    for (i, (w, h, kind)) in sizes.iter().enumerate() {
-        let fps = match (kind, &job.captures) {
-            (&"c", Some(c)) => format!("fps=1/{},", c.every_seconds),
-            _ => String::new(),
-        };
-        graph.push(format!(
-            "[s{i}]{fps}scale={w}:{h}:force_original_aspect_ratio=decrease,pad=ceil(iw/2)*2:ceil(ih/2)*2,setsar=1[o{i}]"
-        ));
-        labels.push(format!("[o{i}]"));
-    }
-    let mut a: Vec<String> = ["-filter_complex".into(), graph.join(";")].into();
-    let gop = 2.0;
-    let video = |a: &mut Vec<String>, label: &str, bitrate: u32| {
-        a.extend(
-            [
-                "-map",
-                label,
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-profile:v",
-                "main",
-                "-pix_fmt",
-                "yuv420p",
-            ]
-            .map(String::from),
-        );
-        a.extend([
-            "-b:v".into(),
-            bitrate.to_string(),
-            "-maxrate".into(),
-            bitrate.to_string(),
-            "-bufsize".into(),
-            (bitrate * 2).to_string(),
-            "-force_key_frames".into(),
-            format!("expr:gte(t,n_forced*{gop})"),
-            "-sc_threshold".into(),
-            "0".into(),
-        ]);
-        if probe.has_audio {
-            a.extend(["-map", "0:a:0", "-c:a", "aac", "-b:a", "96k", "-ac", "2"].map(String::from));
-        }
-    };
-    let mut i = 0;
+    let (graph, mut labels) = filter_graph(job);
+    let mut a: Vec<String> = vec!["-filter_complex".into(), graph];
+    let mut label = || labels.next().unwrap_or_default();
     for v in &job.variants {
-        video(&mut a, &labels[i], v.bitrate);
-        let dir = job.out_dir.display();
-        a.extend([
-            "-f".into(),
-            "hls".into(),
-            "-hls_time".into(),
-            job.segment_seconds.to_string(),
-            "-hls_playlist_type".into(),
-            "vod".into(),
-            "-hls_flags".into(),
-            "independent_segments".into(),
-            "-start_number".into(),
-            v.first_segment.to_string(),
-            "-hls_segment_filename".into(),
-            format!("{dir}/{}", v.segments),
-            format!("{dir}/{}", v.playlist),
-        ]);
-        i += 1;
+        a.extend(encoder(&label(), v.bitrate, probe.has_audio));
+        a.extend(hls_output(job, v));
     }
     for m in &job.mp4 {
         let bitrate = if m.height.min(m.width) >= 1080 {
@@ -225,31 +155,114 @@ fn arguments(job: &Job, probe: &Probe) -> Vec<String> {
         } else {
             2_000_000
         };
-        video(&mut a, &labels[i], bitrate);
-        a.extend([
-            "-movflags".into(),
-            "+faststart".into(),
-            "-f".into(),
-            "mp4".into(),
-            job.out_dir.join(&m.path).display().to_string(),
-        ]);
-        i += 1;
+        a.extend(encoder(&label(), bitrate, probe.has_audio));
+        a.extend(strings(["-movflags", "+faststart", "-f", "mp4"]));
+        a.push(job.out_dir.join(&m.path).display().to_string());
     }
     if let Some(c) = &job.captures {
+        a.extend(["-map".into(), label()]);
         a.extend([
-            "-map".into(),
-            labels[i].clone(),
             "-frames:v".into(),
             c.count.to_string(),
             "-start_number".into(),
             c.first.to_string(),
-            "-q:v".into(),
-            "3".into(),
-            "-f".into(),
-            "image2".into(),
-            job.out_dir.join(&c.pattern).display().to_string(),
         ]);
+        a.extend(strings(["-q:v", "3", "-f", "image2"]));
+        a.push(job.out_dir.join(&c.pattern).display().to_string());
     }
+    a
+}
+
+fn strings<const N: usize>(args: [&str; N]) -> [String; N] {
+    args.map(String::from)
+}
+
+/// `[0:v]` split once per output and scaled to its size (aspect kept, padded to even sizes);
+/// captures also sampled every `every_seconds`. Returns the graph and its output labels in
+/// the order [`arguments`] maps them.
+fn filter_graph(job: &Job) -> (String, impl Iterator<Item = String>) {
+    let sizes: Vec<(u32, u32, bool)> = job
+        .variants
+        .iter()
+        .map(|v| (v.width, v.height, false))
+        .chain(job.mp4.iter().map(|m| (m.width, m.height, false)))
+        .chain(job.captures.iter().map(|c| (c.width, c.height, true)))
+        .collect();
+    let mut graph = vec![format!(
+        "[0:v]split={}{}",
+        sizes.len(),
+        (0..sizes.len())
+            .map(|i| format!("[s{i}]"))
+            .collect::<String>()
+    )];
+    for (i, (w, h, capture)) in sizes.iter().enumerate() {
+        let fps = match (capture, &job.captures) {
+            (true, Some(c)) => format!("fps=1/{},", c.every_seconds),
+            _ => String::new(),
+        };
+        graph.push(format!(
+            "[s{i}]{fps}scale={w}:{h}:force_original_aspect_ratio=decrease,pad=ceil(iw/2)*2:ceil(ih/2)*2,setsar=1[o{i}]"
+        ));
+    }
+    let labels = (0..sizes.len()).map(|i| format!("[o{i}]"));
+    (graph.join(";"), labels)
+}
+
+/// H.264 (main, constant bitrate, a keyframe every [`GOP_SECONDS`]) from `label`, plus the
+/// first audio track as stereo AAC when there is one.
+fn encoder(label: &str, bitrate: u32, has_audio: bool) -> Vec<String> {
+    let mut a: Vec<String> = vec!["-map".into(), label.into()];
+    a.extend(strings([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-profile:v",
+        "main",
+        "-pix_fmt",
+        "yuv420p",
+    ]));
+    a.extend([
+        "-b:v".into(),
+        bitrate.to_string(),
+        "-maxrate".into(),
+        bitrate.to_string(),
+        "-bufsize".into(),
+        (bitrate * 2).to_string(),
+        "-force_key_frames".into(),
+        format!("expr:gte(t,n_forced*{GOP_SECONDS})"),
+        "-sc_threshold".into(),
+        "0".into(),
+    ]);
+    if has_audio {
+        a.extend(strings([
+            "-map", "0:a:0", "-c:a", "aac", "-b:a", "96k", "-ac", "2",
+        ]));
+    }
+    a
+}
+
+/// One VOD HLS variant: its playlist and numbered segments under the job's output directory.
+fn hls_output(job: &Job, v: &Variant) -> Vec<String> {
+    let dir = job.out_dir.display();
+    let mut a = strings([
+        "-f",
+        "hls",
+        "-hls_playlist_type",
+        "vod",
+        "-hls_flags",
+        "independent_segments",
+    ])
+    .to_vec();
+    a.extend([
+        "-hls_time".into(),
+        job.segment_seconds.to_string(),
+        "-start_number".into(),
+        v.first_segment.to_string(),
+        "-hls_segment_filename".into(),
+        format!("{dir}/{}", v.segments),
+        format!("{dir}/{}", v.playlist),
+    ]);
     a
 }
 

@@ -262,57 +262,9 @@ pub fn verify(
     now: i64,
     client_ip: Option<IpAddr>,
 ) -> Result<Verified, TokenError> {
-    let (raw_path, query) = uri.split_once('?').unwrap_or((uri, ""));
-
-    let (token, path, pairs): (String, &str, Vec<&str>) =
-        if let Some(rest) = raw_path.strip_prefix(DIRECTORY_MARK) {
-            let slash = rest
-                .find('/')
-                .ok_or(TokenError::Malformed("directory token without a path"))?;
-            let (segment, path) = rest.split_at(slash);
-            let mut pairs = segment.split('&');
-            let token = decode(pairs.next().unwrap_or_default())?;
-            (token, path, pairs.collect())
-        } else {
-            let mut token = None;
-            let mut pairs = Vec::new();
-            for pair in query.split('&').filter(|p| !p.is_empty()) {
-                match split_pair(pair) {
-                    ("token", v) => {
-                        if token.replace(decode(v)?).is_some() {
-                            return Err(TokenError::Malformed("duplicate token"));
-                        }
-                    }
-                    _ => pairs.push(pair),
-                }
-            }
-            (token.ok_or(TokenError::Missing)?, raw_path, pairs)
-        };
+    let (token, path, pairs) = split_token(uri)?;
     check_path(path)?;
-
-    let mut expires = None;
-    let mut params: Vec<(String, String)> = Vec::new();
-    for pair in pairs {
-        let (k, v) = split_pair(pair);
-        let (k, v) = (decode(k)?, decode(v)?);
-        if k == "expires" {
-            let e: i64 = v
-                .parse()
-                .map_err(|_| TokenError::Malformed("expires is not a number"))?;
-            if expires.replace(e).is_some() {
-                return Err(TokenError::Malformed("duplicate expires"));
-            }
-        } else if k == "token" {
-            return Err(TokenError::Malformed("duplicate token"));
-        } else {
-            if params.iter().any(|(seen, _)| seen == &k) {
-                return Err(TokenError::Malformed("duplicate parameter"));
-            }
-            params.push((k, v));
-        }
-    }
-    let expires = expires.ok_or(TokenError::Malformed("no expires"))?;
-    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let (expires, params) = signed_parameters(pairs)?;
 
     let token_path = params
         .iter()
@@ -344,6 +296,63 @@ pub fn verify(
         path: path.to_owned(),
         expires,
     })
+}
+
+/// The token, the file path and the other raw `k=v` pairs, from either form: the directory
+/// form (`/bcdn_token=…&expires=…/path`) or the query form (`/path?token=…&expires=…`).
+fn split_token(uri: &str) -> Result<(String, &str, Vec<&str>), TokenError> {
+    let (raw_path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    if let Some(rest) = raw_path.strip_prefix(DIRECTORY_MARK) {
+        let slash = rest
+            .find('/')
+            .ok_or(TokenError::Malformed("directory token without a path"))?;
+        let (segment, path) = rest.split_at(slash);
+        let mut pairs = segment.split('&');
+        let token = decode(pairs.next().unwrap_or_default())?;
+        return Ok((token, path, pairs.collect()));
+    }
+    let mut token = None;
+    let mut pairs = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match split_pair(pair) {
+            ("token", v) => {
+                if token.replace(decode(v)?).is_some() {
+                    return Err(TokenError::Malformed("duplicate token"));
+                }
+            }
+            _ => pairs.push(pair),
+        }
+    }
+    Ok((token.ok_or(TokenError::Missing)?, raw_path, pairs))
+}
+
+/// `expires` and the other signed parameters (decoded, sorted by name); any duplicate is
+/// malformed rather than silently resolved one way.
+fn signed_parameters(pairs: Vec<&str>) -> Result<(i64, Vec<(String, String)>), TokenError> {
+    let mut expires = None;
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in pairs {
+        let (k, v) = split_pair(pair);
+        let (k, v) = (decode(k)?, decode(v)?);
+        if k == "expires" {
+            let e: i64 = v
+                .parse()
+                .map_err(|_| TokenError::Malformed("expires is not a number"))?;
+            if expires.replace(e).is_some() {
+                return Err(TokenError::Malformed("duplicate expires"));
+            }
+        } else if k == "token" {
+            return Err(TokenError::Malformed("duplicate token"));
+        } else {
+            if params.iter().any(|(seen, _)| seen == &k) {
+                return Err(TokenError::Malformed("duplicate parameter"));
+            }
+            params.push((k, v));
+        }
+    }
+    let expires = expires.ok_or(TokenError::Malformed("no expires"))?;
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((expires, params))
 }
 
 #[cfg(test)]

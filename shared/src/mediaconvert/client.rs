@@ -120,7 +120,21 @@ pub fn job_settings(plan: &JobPlan) -> JobSettings {
                 .build(),
         )
         .build();
-    let hls_outputs = plan.ladder.iter().map(|rung| {
+    JobSettings::builder()
+        .inputs(input)
+        .output_groups(hls_group(plan))
+        .output_groups(file_group("MP4", &plan.mp4_destination, mp4_output(plan)))
+        .output_groups(file_group(
+            "Poster",
+            &plan.poster_destination,
+            poster_output(plan),
+        ))
+        .build()
+}
+
+/// One HLS output per ladder rung, segmented files of the ladder's segment length.
+fn hls_group(plan: &JobPlan) -> OutputGroup {
+    let outputs = plan.ladder.iter().map(|rung| {
         Output::builder()
             .name_modifier(rung.name_modifier())
             .container_settings(
@@ -133,7 +147,7 @@ pub fn job_settings(plan: &JobPlan) -> JobSettings {
             .audio_descriptions(aac())
             .build()
     });
-    let hls = OutputGroup::builder()
+    OutputGroup::builder()
         .name("HLS")
         .output_group_settings(
             OutputGroupSettings::builder()
@@ -148,25 +162,31 @@ pub fn job_settings(plan: &JobPlan) -> JobSettings {
                 )
                 .build(),
         )
-        .set_outputs(Some(hls_outputs.collect()))
-        .build();
-    let file_group = |name: &str, destination: &str, output: Output| {
-        OutputGroup::builder()
-            .name(name)
-            .output_group_settings(
-                OutputGroupSettings::builder()
-                    .r#type(OutputGroupType::FileGroupSettings)
-                    .file_group_settings(
-                        FileGroupSettings::builder()
-                            .destination(destination)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .outputs(output)
-            .build()
-    };
-    let mp4 = Output::builder()
+        .set_outputs(Some(outputs.collect()))
+        .build()
+}
+
+/// A file group of one output written under `destination`.
+fn file_group(name: &str, destination: &str, output: Output) -> OutputGroup {
+    OutputGroup::builder()
+        .name(name)
+        .output_group_settings(
+            OutputGroupSettings::builder()
+                .r#type(OutputGroupType::FileGroupSettings)
+                .file_group_settings(
+                    FileGroupSettings::builder()
+                        .destination(destination)
+                        .build(),
+                )
+                .build(),
+        )
+        .outputs(output)
+        .build()
+}
+
+/// The offline download: one MP4 at the plan's download rung.
+fn mp4_output(plan: &JobPlan) -> Output {
+    Output::builder()
         .name_modifier(plan.mp4.name_modifier())
         .container_settings(
             ContainerSettings::builder()
@@ -176,9 +196,18 @@ pub fn job_settings(plan: &JobPlan) -> JobSettings {
         )
         .video_description(h264(&plan.mp4))
         .audio_descriptions(aac())
+        .build()
+}
+
+/// One frame two seconds in: the first frame of an exercise clip is often a black lead-in.
+fn poster_output(plan: &JobPlan) -> Output {
+    let capture = FrameCaptureSettings::builder()
+        .framerate_numerator(1)
+        .framerate_denominator(2)
+        .max_captures(2)
+        .quality(80)
         .build();
-    // One frame two seconds in: the first frame of an exercise clip is often a black lead-in.
-    let poster = Output::builder()
+    Output::builder()
         .name_modifier(POSTER_MODIFIER)
         .container_settings(
             ContainerSettings::builder()
@@ -192,24 +221,11 @@ pub fn job_settings(plan: &JobPlan) -> JobSettings {
                 .codec_settings(
                     VideoCodecSettings::builder()
                         .codec(VideoCodec::FrameCapture)
-                        .frame_capture_settings(
-                            FrameCaptureSettings::builder()
-                                .framerate_numerator(1)
-                                .framerate_denominator(2)
-                                .max_captures(2)
-                                .quality(80)
-                                .build(),
-                        )
+                        .frame_capture_settings(capture)
                         .build(),
                 )
                 .build(),
         )
-        .build();
-    JobSettings::builder()
-        .inputs(input)
-        .output_groups(hls)
-        .output_groups(file_group("MP4", &plan.mp4_destination, mp4))
-        .output_groups(file_group("Poster", &plan.poster_destination, poster))
         .build()
 }
 

@@ -74,26 +74,32 @@ fn main() -> Result<(), String> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(21);
-    let release = repo_root().join("target/release");
-    let fixture = |name: &str| -> Result<Vec<u8>, String> {
-        std::fs::read(repo_root().join("tests/events").join(name))
-            .map_err(|e| format!("{name}: {e}"))
-    };
-
     let records: Vec<ExerciseVideo> =
         serde_json::from_slice(&fixture("seed-playback.json")?).map_err(|e| e.to_string())?;
     let moto = local::moto_with_records(&records)?;
-    let env = local::function_environment(&moto.endpoint());
+    let mut subjects = subjects(&local::function_environment(&moto.endpoint()))?;
+    measure(&mut subjects, rounds)?;
+    report(&subjects, rounds);
+    Ok(())
+}
 
-    let mut subjects = vec![Subject {
-        name: "bench-hello",
-        binary: release.join("bench-hello"),
-        event: b"{\"hello\":\"world\"}".to_vec(),
-        env: env.clone(),
+fn fixture(name: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(repo_root().join("tests/events").join(name)).map_err(|e| format!("{name}: {e}"))
+}
+
+/// The bare runtime first (the baseline), then each function with a fixture it answers
+/// without a provider: init is what is measured.
+fn subjects(env: &[(String, String)]) -> Result<Vec<Subject>, String> {
+    let release = repo_root().join("target/release");
+    let subject = |name: &'static str, event: Vec<u8>| Subject {
+        name,
+        binary: release.join(name),
+        event,
+        env: env.to_vec(),
         init_us: vec![],
         rss_kib: vec![],
-    }];
-    // Each function with a fixture it answers without a provider: init is what is measured.
+    };
+    let mut subjects = vec![subject("bench-hello", b"{\"hello\":\"world\"}".to_vec())];
     for (name, event) in [
         ("playback", "playback-get.json"),
         ("upload-intake", "intake-thumbnail-post.json"),
@@ -101,24 +107,19 @@ fn main() -> Result<(), String> {
         ("transcode-complete", "mediaconvert-new-warning.json"),
         ("bunny-webhook", "bunny-webhook.json"),
     ] {
-        subjects.push(Subject {
-            name,
-            binary: release.join(name),
-            event: fixture(event)?,
-            env: env.clone(),
-            init_us: vec![],
-            rss_kib: vec![],
-        });
+        subjects.push(subject(name, fixture(event)?));
     }
-    for s in &subjects {
-        if !s.binary.exists() {
-            return Err(format!(
-                "{} missing: run `make bench` (it builds release binaries first)",
-                s.binary.display()
-            ));
-        }
+    if let Some(s) = subjects.iter().find(|s| !s.binary.exists()) {
+        return Err(format!(
+            "{} missing: run `make bench` (it builds release binaries first)",
+            s.binary.display()
+        ));
     }
-    // One warm-up round (page cache), then interleaved measured rounds.
+    Ok(subjects)
+}
+
+/// One warm-up round (page cache), then `rounds` interleaved measured rounds.
+fn measure(subjects: &mut [Subject], rounds: usize) -> Result<(), String> {
     for s in subjects.iter_mut() {
         run_once(s)?;
         s.init_us.clear();
@@ -129,15 +130,19 @@ fn main() -> Result<(), String> {
             run_once(s)?;
         }
     }
+    Ok(())
+}
 
+/// The table (medians and ranges, ratios to the first subject) and one verdict per budget.
+fn report(subjects: &[Subject], rounds: usize) {
     let baseline = median(&subjects[0].init_us);
     println!("exvid bench: {rounds} interleaved rounds, release profile, init = exec to first GET /runtime/invocation/next");
     println!(
         "{:<19} {:>9} {:>22} {:>11} {:>13}",
         "function", "size MB", "init µs median (min-max)", "init ratio", "peak RSS MB"
     );
-    let mut report = Vec::new();
-    for s in &subjects {
+    let mut verdicts = Vec::new();
+    for s in subjects {
         let size_mb = file_mb(&s.binary);
         let med = median(&s.init_us);
         let ratio = med / baseline;
@@ -156,11 +161,11 @@ fn main() -> Result<(), String> {
             rss_mb
         );
         if s.name != "bench-hello" {
-            report.push((s.name, size_mb, ratio, rss_mb));
+            verdicts.push((s.name, size_mb, ratio, rss_mb));
         }
     }
     println!();
-    for (name, size, ratio, rss) in report {
+    for (name, size, ratio, rss) in verdicts {
         println!(
             "{name}: size {size:.2} MB <= {SIZE_BUDGET_MB} MB: {}",
             verdict(size <= SIZE_BUDGET_MB)
@@ -174,7 +179,6 @@ fn main() -> Result<(), String> {
             verdict(rss <= RSS_BUDGET_MB)
         );
     }
-    Ok(())
 }
 
 fn file_mb(path: &Path) -> f64 {
