@@ -574,15 +574,9 @@ async fn mediaconvert_error_fails_the_upload_and_nothing_regresses_it() {
     assert_eq!(body["video_status"], "failed");
     assert!(body["video_error"].as_str().unwrap().len() > 5);
     let record = s.record(EXERCISE).await.unwrap();
-    assert!(record
-        .pending
-        .as_ref()
-        .unwrap()
-        .error
-        .as_ref()
-        .unwrap()
-        .code
-        .starts_with("mediaconvert_"));
+    let error = record.pending.as_ref().unwrap().error.clone().unwrap();
+    assert_eq!(body["video_error_code"], error.code.as_str());
+    assert_eq!(body["video_error"], error.message);
     for status in ["complete", "progressing", "status-update", "error"] {
         assert_eq!(
             s.job(status, EXERCISE, &upload, &job).await["outcome"],
@@ -629,6 +623,7 @@ async fn junk_bytes_named_mp4_fail_without_a_job() {
         body["video_error"],
         "the uploaded file is not an MP4, MOV or WebM video"
     );
+    assert_eq!(body["video_error_code"], "unsupported_media");
     // The duplicate of the event is a no-op.
     assert_eq!(
         s.s3_created(&key, "01", false).await["objects"][0]["outcome"],

@@ -13,7 +13,7 @@ use exvid_shared::domain::clock::FixedClock;
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Uuid7};
 use exvid_shared::domain::lifecycle::UploadStatus;
 use exvid_shared::domain::playback_token::{verify, TokenKey};
-use exvid_shared::domain::video::ExerciseVideo;
+use exvid_shared::domain::video::{ErrorCode, ExerciseVideo};
 use exvid_shared::media_bucket::MediaBucket;
 use exvid_shared::store::{BunnyPointer, Consistency, VideoStore};
 use exvid_tests::fake_bunny::{FakeBunny, Fault};
@@ -430,8 +430,9 @@ async fn a_video_that_fails_reports_why_and_stays_failed() {
             .error
             .unwrap()
             .code,
-        "encoding_failed"
+        ErrorCode::EncodingFailed
     );
+    assert_eq!(view["video_error_code"], "encoding_failed");
     assert_eq!(view["video_url"], Value::Null);
     let failed = s.record("ex-fail").await.unwrap();
     for late in [4, 3, 2, 5] {

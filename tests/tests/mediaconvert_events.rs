@@ -43,7 +43,7 @@ fn every_status_fixture_parses_and_maps() {
             JobChange::Processing { percent: None } => "processing",
             JobChange::Processing { percent: Some(42) } => "progress 42",
             JobChange::Complete(_) => "complete",
-            JobChange::Failed(_) => "failed",
+            JobChange::Failed { .. } => "failed",
             JobChange::Nothing { .. } => "nothing",
             other => panic!("{status}: unexpected {other:?}"),
         };

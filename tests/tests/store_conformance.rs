@@ -9,7 +9,9 @@ use exvid_shared::aws::dynamo::DynamoStore;
 use exvid_shared::domain::clock::Timestamp;
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
 use exvid_shared::domain::lifecycle::UploadStatus;
-use exvid_shared::domain::video::{ExerciseVideo, Ignored, PendingUpload, Provider, Rendition};
+use exvid_shared::domain::video::{
+    ErrorCode, ExerciseVideo, Ignored, PendingUpload, Provider, Rendition,
+};
 use exvid_shared::store::memory::MemoryStore;
 use exvid_shared::store::{
     update, BunnyPointer, Consistency, Expect, Outcome, Pointers, Start, StoreError, VideoStore,
@@ -259,10 +261,7 @@ fn ready(v: &mut ExerciseVideo) -> Result<(), Ignored> {
         .map(|_| ())
 }
 fn failed(v: &mut ExerciseVideo) -> Result<(), Ignored> {
-    let error = exvid_shared::domain::video::UploadError {
-        code: "transcode_failed".into(),
-        message: "the video could not be transcoded".into(),
-    };
+    let error = exvid_shared::domain::video::UploadError::new(ErrorCode::EncodingFailed);
     v.fail(&uid("u1"), Some("job-1"), error, t(4))
 }
 

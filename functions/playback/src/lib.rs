@@ -18,7 +18,7 @@ use exvid_shared::domain::lifecycle::UploadStatus;
 use exvid_shared::domain::media_keys;
 use exvid_shared::domain::playback_token::TokenKey;
 use exvid_shared::domain::playback_token::{signed_url, TokenOptions, UrlForm};
-use exvid_shared::domain::video::{ExerciseVideo, Provider, Rendition};
+use exvid_shared::domain::video::{ErrorCode, ExerciseVideo, Provider, Rendition};
 use exvid_shared::http_edge::{self, ApiError};
 use exvid_shared::store::{Consistency, VideoStore};
 
@@ -142,6 +142,9 @@ pub struct PlaybackView {
     pub video_height: Option<u32>,
     pub video_downloads: Vec<Download>,
     pub video_progress: Option<u8>,
+    /// Stable code of a failed upload (`unsupported_media`, `encoding_failed`, …).
+    pub video_error_code: Option<ErrorCode>,
+    /// A short sentence for people; never provider text.
     pub video_error: Option<String>,
     /// When the signed URLs stop working (RFC 3339); null when nothing is signed.
     pub expires_at: Option<String>,
@@ -243,6 +246,9 @@ pub fn view(
         _ => None,
     };
     let current = video.current.as_ref();
+    let failure = pending
+        .filter(|p| p.status == UploadStatus::Failed)
+        .and_then(|p| p.error.as_ref());
     let (url, thumbnail, downloads) = match signed {
         Some(s) => (Some(s.hls), s.thumbnail, s.downloads),
         None => (None, uploaded_poster, Vec::new()),
@@ -259,10 +265,8 @@ pub fn view(
         video_height: current.and_then(|c| c.height),
         video_downloads: downloads,
         video_progress: progress,
-        video_error: pending
-            .filter(|p| p.status == UploadStatus::Failed)
-            .and_then(|p| p.error.as_ref())
-            .map(|e| e.message.clone()),
+        video_error_code: failure.map(|e| e.code),
+        video_error: failure.map(|e| e.message.clone()),
     })
 }
 
@@ -529,14 +533,15 @@ mod tests {
         let mut p =
             PendingUpload::awaiting(UploadId::parse("u2").unwrap(), Provider::BunnyStream, now());
         p.status = UploadStatus::Failed;
-        p.error = Some(UploadError {
-            code: "unsupported_format".into(),
-            message: "the file is not a video".into(),
-        });
+        p.error = Some(UploadError::new(ErrorCode::UnsupportedMedia));
         rec.pending = Some(p);
         let v = view(&rec, &cdns(), now(), 3600).unwrap();
         assert_eq!(v.video_status, Some(UploadStatus::Failed));
-        assert_eq!(v.video_error.as_deref(), Some("the file is not a video"));
+        assert_eq!(v.video_error_code, Some(ErrorCode::UnsupportedMedia));
+        assert_eq!(
+            v.video_error.as_deref(),
+            Some(ErrorCode::UnsupportedMedia.message())
+        );
         assert_eq!((v.video_url, v.expires_at), (None, None));
         assert!(v.video_downloads.is_empty());
     }

@@ -149,8 +149,9 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
                     percent.map_or("started".into(), |p| format!("{p}%")),
                 ))
             }
-            JobChange::Failed(error) => {
-                let detail = format!("{}: {}", error.code, error.message);
+            JobChange::Failed { error, detail } => {
+                tracing::warn!(provider_detail = %detail, code = %error.code, "job failed");
+                let detail = error.to_string();
                 let outcome = self
                     .update(owner, |v| v.fail(upload, job, error.clone(), now))
                     .await?;

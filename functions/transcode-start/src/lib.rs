@@ -22,7 +22,7 @@ use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::UploadId;
 use exvid_shared::domain::media_keys::{self, OriginalKey, PosterKey};
 use exvid_shared::domain::media_probe::{self, Geometry, GeometryProbe};
-use exvid_shared::domain::video::{ExerciseVideo, UploadError};
+use exvid_shared::domain::video::{ErrorCode, ExerciseVideo, UploadError};
 use exvid_shared::media_bucket::{BucketError, MediaBucket};
 use exvid_shared::mediaconvert::client::{SubmitError, Transcoder};
 use exvid_shared::mediaconvert::job;
@@ -181,10 +181,10 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
             .read_range(key, 0, media_probe::HEAD_BYTES)
             .await?;
         let Some(container) = media_probe::sniff(&first) else {
-            let error = UploadError {
-                code: "unsupported_file".into(),
-                message: "the uploaded file is not an MP4, MOV or WebM video".into(),
-            };
+            let error = UploadError::with_message(
+                ErrorCode::UnsupportedMedia,
+                "the uploaded file is not an MP4, MOV or WebM video",
+            );
             return self.fail(&video, &upload_id, error, key, "rejected").await;
         };
         let geometry = self.geometry(key, container, &first).await?;
@@ -208,10 +208,10 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
             }
             Err(SubmitError::Rejected(reason)) => {
                 tracing::error!(reason = %reason, "MediaConvert rejected the job");
-                let error = UploadError {
-                    code: "transcode_rejected".into(),
-                    message: "the transcoding service refused this video".into(),
-                };
+                let error = UploadError::with_message(
+                    ErrorCode::EncodingFailed,
+                    "the transcoding service refused this video",
+                );
                 self.fail(&video, &upload_id, error, key, "rejected").await
             }
             Err(e) => Err(StartError::Transcoder(e)),
@@ -312,7 +312,7 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         outcome: &'static str,
     ) -> Result<ObjectOutcome, StartError> {
         let now = self.clock.now();
-        let detail = error.message.clone();
+        let detail = error.to_string();
         let write = Write::to(&video.exercise_id).for_upload(upload_id);
         let result = store::update(&self.store, write, Start::Read, |v| {
             v.fail(upload_id, None, error.clone(), now)

@@ -98,7 +98,7 @@ function show(v) {
   $('status').textContent = v.video_status || 'none';
   $('transcode').textContent = v.video_status === 'processing' && v.video_progress != null
     ? `(${v.video_progress}%)` : '';
-  $('error').textContent = v.video_error ? `${v.video_error.code}: ${v.video_error.message}` : '';
+  $('error').textContent = v.video_error ? `${v.video_error_code}: ${v.video_error}` : '';
   const downloads = v.video_downloads || [];
   if (downloads.length) {
     $('download').href = downloads[0].url;

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use super::video::VideoObject;
 use crate::domain::clock::Timestamp;
 use crate::domain::ids::{BunnyGuid, UploadId};
-use crate::domain::video::{EventTarget, ExerciseVideo, Ignored, UploadError};
+use crate::domain::video::{ErrorCode, EventTarget, ExerciseVideo, Ignored, UploadError};
 
 /// The webhook's `Status` (not the video object's enum: see [`super::video::VideoStatus`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,14 +79,14 @@ impl WebhookStatus {
             }
             ResolutionFinished => Effect::Playable,
             Finished => Effect::Finished,
-            Failed => Effect::Failed(UploadError {
-                code: "encoding_failed".into(),
-                message: "Bunny Stream could not encode this video".into(),
-            }),
-            PresignedUploadFailed => Effect::Failed(UploadError {
-                code: "upload_failed".into(),
-                message: "the upload to Bunny Stream failed".into(),
-            }),
+            Failed => Effect::Failed(UploadError::with_message(
+                ErrorCode::EncodingFailed,
+                "Bunny Stream could not encode this video",
+            )),
+            PresignedUploadFailed => Effect::Failed(UploadError::with_message(
+                ErrorCode::UploadFailed,
+                "the upload to Bunny Stream failed",
+            )),
             CaptionsGenerated | TitleOrDescriptionGenerated | Unknown(_) => Effect::Acknowledge,
         }
     }

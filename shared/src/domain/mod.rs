@@ -9,5 +9,6 @@ pub mod media_keys;
 pub mod media_probe;
 pub mod media_type;
 pub mod playback_token;
+pub mod upload_error;
 pub mod upload_request;
 pub mod video;

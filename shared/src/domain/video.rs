@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::clock::Timestamp;
 use crate::domain::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
 use crate::domain::lifecycle::{TransitionError, UploadStatus};
+pub use crate::domain::upload_error::{ErrorCode, UploadError};
 
 /// Which pipeline produced (or is producing) a video. Stored per record, so records of both
 /// kinds coexist and switching `VIDEO_PROVIDER` needs no migration.
@@ -79,13 +80,6 @@ pub struct Rendition {
     pub height: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bunny_guid: Option<BunnyGuid>,
-}
-
-/// Why an upload failed, as shown to the frontend (`video_error`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadError {
-    pub code: String,
-    pub message: String,
 }
 
 /// The latest upload that is not ready yet.
@@ -572,10 +566,7 @@ mod tests {
             .fail(
                 &uid("u1"),
                 None,
-                UploadError {
-                    code: "x".into(),
-                    message: "y".into()
-                },
+                UploadError::new(ErrorCode::EncodingFailed),
                 t(4)
             )
             .is_err());
@@ -632,10 +623,7 @@ mod tests {
     #[test]
     fn a_failure_before_the_start_event_still_records_its_job() {
         let mut v = started("u1");
-        let err = UploadError {
-            code: "e".into(),
-            message: "m".into(),
-        };
+        let err = UploadError::new(ErrorCode::EncodingFailed);
         v.fail(&uid("u1"), Some("job-9"), err, t(1)).unwrap();
         assert_eq!(v.pending.as_ref().unwrap().job_id.as_deref(), Some("job-9"));
         assert!(v
@@ -654,10 +642,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.status(), Some(UploadStatus::AwaitingUpload));
-        let err = UploadError {
-            code: "bad".into(),
-            message: "not a video".into(),
-        };
+        let err = UploadError::new(ErrorCode::EncodingFailed);
         v.fail(&uid("u2"), None, err.clone(), t(3)).unwrap();
         assert_eq!(v.status(), Some(UploadStatus::Failed));
         assert_eq!(v.current.as_ref().unwrap().upload_id, uid("u1"));

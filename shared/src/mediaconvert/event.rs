@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::{META_EXERCISE, META_SCOPE, META_UPLOAD};
 use crate::domain::ids::{ExerciseId, IdError, Scope, UploadId};
 use crate::domain::media_keys::{self, upload_prefix};
-use crate::domain::video::{Provider, Rendition, UploadError};
+use crate::domain::upload_error;
+use crate::domain::video::{ErrorCode, Provider, Rendition, UploadError};
 
 /// `detail-type` of the events this module reads.
 pub const DETAIL_TYPE: &str = "MediaConvert Job State Change";
@@ -95,8 +96,8 @@ pub enum JobChange {
     Processing { percent: Option<u8> },
     /// COMPLETE: the rendition to play.
     Complete(Box<Rendition>),
-    /// ERROR or CANCELED.
-    Failed(UploadError),
+    /// ERROR or CANCELED: what the user sees, and the provider's own words for the logs only.
+    Failed { error: UploadError, detail: String },
     /// NEW_WARNING and statuses this version does not know: acknowledged, nothing to change.
     Nothing { status: String },
 }
@@ -251,23 +252,23 @@ pub fn change(detail: &JobStateDetail, owner: &JobOwner) -> Result<JobChange, Ev
                 .map(|p| p.clamp(0.0, 100.0) as u8),
         },
         "COMPLETE" => JobChange::Complete(Box::new(rendition(detail, owner)?)),
-        "ERROR" => JobChange::Failed(UploadError {
-            code: format!(
-                "mediaconvert_{}",
+        "ERROR" => JobChange::Failed {
+            error: UploadError::new(upload_error::mediaconvert(detail.error_code)),
+            detail: format!(
+                "MediaConvert error {}: {}",
                 detail
                     .error_code
-                    .map_or("error".to_owned(), |c| c.to_string())
+                    .map_or("(no code)".to_owned(), |c| c.to_string()),
+                detail.error_message.as_deref().unwrap_or("(no message)")
             ),
-            message: detail
-                .error_message
-                .clone()
-                .filter(|m| !m.trim().is_empty())
-                .unwrap_or_else(|| "the video could not be transcoded".to_owned()),
-        }),
-        "CANCELED" => JobChange::Failed(UploadError {
-            code: "mediaconvert_canceled".into(),
-            message: "the transcoding job was canceled".into(),
-        }),
+        },
+        "CANCELED" => JobChange::Failed {
+            error: UploadError::with_message(
+                ErrorCode::EncodingFailed,
+                "the transcoding job was canceled",
+            ),
+            detail: "MediaConvert job canceled".to_owned(),
+        },
         other => JobChange::Nothing {
             status: other.chars().take(40).collect(),
         },
@@ -370,13 +371,21 @@ mod tests {
         let err = detail(
             json!({"jobId": "job-1", "status": "ERROR", "errorCode": 1030, "errorMessage": "Unsupported codec"}),
         );
-        let JobChange::Failed(e) = change(&err, &o).unwrap() else {
+        let JobChange::Failed { error, detail: raw } = change(&err, &o).unwrap() else {
             panic!()
         };
-        assert_eq!(
-            (e.code.as_str(), e.message.as_str()),
-            ("mediaconvert_1030", "Unsupported codec")
+        // The stable code and our sentence for the client; MediaConvert's text for the logs.
+        assert_eq!(error, UploadError::new(ErrorCode::UnsupportedMedia));
+        assert_eq!(raw, "MediaConvert error 1030: Unsupported codec");
+        let err = detail(
+            json!({"jobId": "job-1", "status": "ERROR", "errorCode": 3450,
+            "errorMessage": "Unable to write to /tmp/x at 0x7f00"}),
         );
+        let JobChange::Failed { error, .. } = change(&err, &o).unwrap() else {
+            panic!()
+        };
+        assert_eq!(error.code, ErrorCode::EncodingFailed);
+        assert!(!error.message.contains("/tmp"));
         let warn = detail(json!({"jobId": "job-1", "status": "NEW_WARNING"}));
         assert!(matches!(
             change(&warn, &o).unwrap(),
