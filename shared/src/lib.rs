@@ -22,3 +22,5 @@ pub mod telemetry;
 
 #[cfg(feature = "http")]
 pub mod http_edge;
+#[cfg(feature = "https")]
+pub mod https;

@@ -18,3 +18,4 @@ pub mod s3_events;
 pub mod stack;
 pub mod template;
 pub mod transcoder;
+pub mod webhook_subscriber;

@@ -10,3 +10,5 @@ pub mod dynamo;
 pub mod s3;
 #[cfg(feature = "aws")]
 pub mod sdk;
+#[cfg(feature = "stream")]
+pub mod table_stream;

@@ -145,6 +145,17 @@ impl UploadId {
     fn check(value: &str) -> Result<(), IdError> {
         validate(Self::KIND, value, Self::MAX_LEN)
     }
+
+    /// When the upload was created (Unix milliseconds), if the id is a UUIDv7 (what intake
+    /// issues): its first 48 bits are the creation time.
+    pub fn created_unix_ms(&self) -> Option<u64> {
+        let uuid = uuid::Uuid::parse_str(self.as_str()).ok()?;
+        if uuid.get_version_num() != 7 {
+            return None;
+        }
+        let (seconds, nanos) = uuid.get_timestamp()?.to_unix();
+        Some(seconds * 1000 + u64::from(nanos) / 1_000_000)
+    }
 }
 
 impl StepId {
@@ -262,6 +273,15 @@ mod tests {
         let msg = ExerciseId::parse("a\nb").unwrap_err().to_string();
         assert!(msg.contains("\\n"), "{msg}");
         assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn uuid7_upload_ids_tell_their_creation_time() {
+        let id = UploadId::parse("0193a6f0-7c3b-7d4e-9a1b-5f2c8e1d0a11").unwrap();
+        assert_eq!(id.created_unix_ms(), Some(0x0193a6f07c3b));
+        assert_eq!(UploadId::parse("u1").unwrap().created_unix_ms(), None);
+        let v4 = UploadId::parse("0193a6f0-7c3b-4d4e-9a1b-5f2c8e1d0a11").unwrap();
+        assert_eq!(v4.created_unix_ms(), None);
     }
 
     #[test]

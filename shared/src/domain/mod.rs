@@ -9,6 +9,8 @@ pub mod media_keys;
 pub mod media_probe;
 pub mod media_type;
 pub mod playback_token;
+pub mod standard_webhook;
 pub mod upload_error;
 pub mod upload_request;
 pub mod video;
+pub mod video_event;
