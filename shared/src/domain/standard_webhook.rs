@@ -88,22 +88,19 @@ mod tests {
 
     #[test]
     fn malformed_secrets_are_refused_and_never_printed() {
-        for bad in [
-            "",
-            "whsec_",
-            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "whsec_!!!",
-        ] {
+        for bad in ["", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_!!!"] {
             assert_eq!(
                 WebhookSecret::parse(bad).unwrap_err(),
                 SecretError::Malformed,
                 "{bad}"
             );
         }
-        assert_eq!(
-            WebhookSecret::parse("whsec_c2hvcnQ=").unwrap_err(),
-            SecretError::Length
-        );
+        for short in ["whsec_", "whsec_c2hvcnQ="] {
+            assert_eq!(
+                WebhookSecret::parse(short).unwrap_err(),
+                SecretError::Length
+            );
+        }
         let s = WebhookSecret::parse(SECRET).unwrap();
         assert!(!format!("{s:?}").contains("MfKQ"));
     }
