@@ -10,7 +10,7 @@ use exvid_shared::domain::clock::Timestamp;
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
 use exvid_shared::domain::lifecycle::UploadStatus;
 use exvid_shared::domain::video::{
-    ErrorCode, ExerciseVideo, Ignored, PendingUpload, Provider, Rendition,
+    ErrorCode, ExerciseVideo, Ignored, PendingUpload, Provider, Rendition, UploadError,
 };
 use exvid_shared::store::memory::MemoryStore;
 use exvid_shared::store::{
@@ -524,6 +524,74 @@ async fn released_pointers_go_with_the_write_that_drops_their_videos_or_not_at_a
 }
 
 /// A store the suite runs on: a fresh, empty one per case, with its call log where calls cost.
+/// The reconciler's index: only records with an upload in flight, due at or before the time
+/// asked, most overdue first, as a query (never a scan); a finished upload leaves the index.
+async fn overdue_lists_in_flight_uploads_by_due_time<S: TestStore>() {
+    let (store, log) = S::fresh().await;
+    let id = |s: &str| ExerciseId::parse(s).unwrap();
+    let record = |exercise: &str, upload: &str, at: i64| {
+        let mut v = ExerciseVideo::new(id(exercise), Scope::parse("org-a").unwrap(), t(0));
+        v.begin_upload(
+            &Scope::parse("org-a").unwrap(),
+            PendingUpload::awaiting(uid(upload), Provider::BunnyStream, t(at)),
+            t(at),
+        )
+        .unwrap();
+        v
+    };
+    let awaiting = record("ex-a", "u1", 10);
+    let mut processing = record("ex-b", "u2", 5);
+    processing
+        .mark_processing(&uid("u2"), Some(5), None, t(20))
+        .unwrap();
+    let mut ready = record("ex-c", "u3", 1);
+    ready
+        .complete(&uid("u3"), None, rendition("u3"), t(2))
+        .unwrap();
+    let mut failed = record("ex-d", "u4", 1);
+    failed
+        .fail(&uid("u4"), None, UploadError::new(ErrorCode::Timeout), t(3))
+        .unwrap();
+    let mut postponed = record("ex-e", "u5", 1);
+    postponed.postpone_check(&uid("u5"), t(100), t(4)).unwrap();
+    for v in [&awaiting, &processing, &ready, &failed, &postponed] {
+        store.put(v, &Expect::Absent, None).await.unwrap();
+    }
+    clear(&log);
+    let names = |ids: Vec<ExerciseId>| ids.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.overdue(t(30), 10).await.unwrap()),
+        ["ex-a", "ex-b"]
+    );
+    assert_eq!(names(store.overdue(t(15), 10).await.unwrap()), ["ex-a"]);
+    assert_eq!(names(store.overdue(t(30), 1).await.unwrap()), ["ex-a"]);
+    assert_eq!(
+        names(store.overdue(t(200), 10).await.unwrap()),
+        ["ex-a", "ex-b", "ex-e"]
+    );
+    assert_calls(&log, &["Query"; 4], "the index is queried, never scanned");
+
+    // Ready leaves the index.
+    let mut done = processing.clone();
+    done.complete(&uid("u2"), None, rendition("u2"), t(40))
+        .unwrap();
+    store
+        .put(
+            &done,
+            &Expect::Version {
+                version: processing.version,
+                upload_id: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        names(store.overdue(t(200), 10).await.unwrap()),
+        ["ex-a", "ex-e"]
+    );
+}
+
 trait TestStore: VideoStore + Clone + Send + Sync + 'static {
     fn fresh() -> impl std::future::Future<Output = (Self, Option<CallLog>)> + Send;
 }
@@ -582,4 +650,5 @@ conformance!(
     record_and_pointer_are_written_together_or_not_at_all,
     delete_is_conditional_atomic_and_idempotent,
     released_pointers_go_with_the_write_that_drops_their_videos_or_not_at_all,
+    overdue_lists_in_flight_uploads_by_due_time,
 );

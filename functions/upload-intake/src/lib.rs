@@ -287,6 +287,7 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
         let mut pending =
             PendingUpload::awaiting(u.upload_id.clone(), Provider::AwsMediaconvert, now);
         pending.source_key = Some(source_key);
+        pending.upload_expires_at = Some(now.plus_seconds(self.config.upload_ttl.as_secs()));
         self.write_pending(u, stored, pending, None).await?;
         let expires_at = presigned.expires_at.clone();
         Ok((UploadTarget::Put(presigned), expires_at))
@@ -312,8 +313,10 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
         })?;
         tracing::info!(bunny_guid = %guid, "Bunny video created");
         let now = self.clock.now();
+        let expire = now.plus_seconds(self.config.tus_ttl.as_secs());
         let mut pending = PendingUpload::awaiting(u.upload_id.clone(), Provider::BunnyStream, now);
         pending.bunny_guid = Some(guid.clone());
+        pending.upload_expires_at = Some(expire);
         let pointer = BunnyPointer {
             guid: guid.clone(),
             exercise_id: u.exercise_id.clone(),
@@ -336,7 +339,6 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
         // Videos this upload abandoned (an earlier pending one) go now; a failure is retried by
         // the webhook's next write or the exercise's deletion.
         bunny.delete_retired(&written.retired_bunny_videos).await;
-        let expire = now.plus_seconds(self.config.tus_ttl.as_secs());
         let upload = bunny.tus_upload(
             &guid,
             expire.unix(),

@@ -11,11 +11,13 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, Delete, KeySchemaElement, KeyType, Put,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem,
+    AttributeDefinition, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 
+use crate::domain::clock::Timestamp;
 use crate::domain::ids::{BunnyGuid, ExerciseId};
 use crate::domain::video::ExerciseVideo;
 use crate::store::{BunnyPointer, Consistency, Expect, StoreError, VideoStore};
@@ -24,6 +26,14 @@ type Item = HashMap<String, AttributeValue>;
 
 /// The table's only key attribute.
 pub const PARTITION_KEY: &str = "pk";
+/// The sparse index of records with an upload in flight: partition `due_pk` (one value,
+/// [`DUE_PARTITION`]), sort `due_at` (Unix seconds of
+/// [`reconcile_due`](ExerciseVideo::reconcile_due)). Records without an upload in flight carry
+/// neither attribute, so the index holds exactly the uploads the reconciler may need to finish.
+pub const DUE_INDEX: &str = "pending-due";
+pub const DUE_PARTITION_KEY: &str = "due_pk";
+pub const DUE_SORT_KEY: &str = "due_at";
+pub const DUE_PARTITION: &str = "PENDING";
 
 pub fn exercise_key(id: &ExerciseId) -> String {
     format!("EXERCISE#{id}")
@@ -59,8 +69,26 @@ fn to_item<T: serde::Serialize>(value: &T, pk: String) -> Result<Item, StoreErro
     Ok(item)
 }
 
+/// A record's item: the record, its key and, while an upload is in flight, its due time.
+fn record_item(video: &ExerciseVideo) -> Result<Item, StoreError> {
+    let mut item = to_item(video, exercise_key(&video.exercise_id))?;
+    if let Some(due) = video.reconcile_due() {
+        item.insert(
+            DUE_PARTITION_KEY.to_owned(),
+            AttributeValue::S(DUE_PARTITION.to_owned()),
+        );
+        item.insert(
+            DUE_SORT_KEY.to_owned(),
+            AttributeValue::N(due.unix().to_string()),
+        );
+    }
+    Ok(item)
+}
+
 fn from_item<T: serde::de::DeserializeOwned>(mut item: Item) -> Result<T, StoreError> {
-    item.remove(PARTITION_KEY);
+    for attribute in [PARTITION_KEY, DUE_PARTITION_KEY, DUE_SORT_KEY] {
+        item.remove(attribute);
+    }
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -141,24 +169,48 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Creates the table as the template defines it (local cloud and tests).
+    /// Creates the table as the template defines it (local cloud and tests): key `pk`, the
+    /// stream with both images, the sparse due index (keys only).
     pub async fn create_table(&self) -> Result<(), StoreError> {
         let spec = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Unavailable(e.to_string());
+        let attribute = |name: &str, kind: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(kind)
+                .build()
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
+        let due_index = GlobalSecondaryIndex::builder()
+            .index_name(DUE_INDEX)
+            .key_schema(key(DUE_PARTITION_KEY, KeyType::Hash).map_err(spec)?)
+            .key_schema(key(DUE_SORT_KEY, KeyType::Range).map_err(spec)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .map_err(spec)?;
         self.client
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute(PARTITION_KEY, ScalarAttributeType::S).map_err(spec)?)
             .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(PARTITION_KEY)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(spec)?,
+                attribute(DUE_PARTITION_KEY, ScalarAttributeType::S).map_err(spec)?,
             )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(PARTITION_KEY)
-                    .key_type(KeyType::Hash)
+            .attribute_definitions(attribute(DUE_SORT_KEY, ScalarAttributeType::N).map_err(spec)?)
+            .key_schema(key(PARTITION_KEY, KeyType::Hash).map_err(spec)?)
+            .global_secondary_indexes(due_index)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
                     .build()
                     .map_err(spec)?,
             )
@@ -187,10 +239,7 @@ impl DynamoStore {
         video: &ExerciseVideo,
         expect: &Expect,
     ) -> Result<(Item, Condition), StoreError> {
-        Ok((
-            to_item(video, exercise_key(&video.exercise_id))?,
-            condition(expect),
-        ))
+        Ok((record_item(video)?, condition(expect)))
     }
 
     async fn put_alone(&self, video: &ExerciseVideo, expect: &Expect) -> Result<(), StoreError> {
@@ -364,12 +413,55 @@ impl VideoStore for DynamoStore {
             .map(|_| ())
             .map_err(|err| transaction_error(&err, None))
     }
+
+    async fn overdue(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ExerciseId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        while ids.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("#p = :p AND #due <= :before")
+                .expression_attribute_names("#p", DUE_PARTITION_KEY)
+                .expression_attribute_names("#due", DUE_SORT_KEY)
+                .expression_attribute_values(":p", AttributeValue::S(DUE_PARTITION.to_owned()))
+                .expression_attribute_values(
+                    ":before",
+                    AttributeValue::N(before.unix().to_string()),
+                )
+                .limit((limit - ids.len()).min(1000) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable(&e))?;
+            for item in out.items() {
+                if let Some(AttributeValue::S(pk)) = item.get(PARTITION_KEY) {
+                    if let Some(id) = pk
+                        .strip_prefix("EXERCISE#")
+                        .and_then(|id| ExerciseId::parse(id).ok())
+                    {
+                        ids.push(id);
+                    }
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(ids)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::clock::Timestamp;
     use crate::domain::ids::{Scope, UploadId};
     use crate::domain::lifecycle::UploadStatus;
     use crate::domain::video::{PendingUpload, Provider};

@@ -102,6 +102,12 @@ pub struct PendingUpload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<UploadError>,
     pub created_at: Timestamp,
+    /// When the upload authorization handed to the client expires (no bytes after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_expires_at: Option<Timestamp>,
+    /// The reconciler found the provider still busy: it looks again no earlier than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_until: Option<Timestamp>,
 }
 
 impl PendingUpload {
@@ -117,7 +123,15 @@ impl PendingUpload {
             progress: None,
             error: None,
             created_at: now,
+            upload_expires_at: None,
+            quiet_until: None,
         }
+    }
+
+    /// The upload authorization ended at `at` and no bytes reached the provider.
+    pub fn expired_at(&self, at: Timestamp) -> bool {
+        self.status == UploadStatus::AwaitingUpload
+            && self.upload_expires_at.is_some_and(|e| e <= at)
     }
 }
 
@@ -490,6 +504,34 @@ impl ExerciseVideo {
         // Progress means nothing once failed, and dropping it makes the failed record the same
         // whichever progress events arrived before the failure.
         pending.progress = None;
+        self.touch(now);
+        Ok(())
+    }
+
+    /// When the reconciler should look at this record if nothing else happens: the last sign
+    /// of life of a pending upload (its last write), or later if the reconciler postponed it;
+    /// `None` when no upload is in flight. Stored as the sparse index the reconciler queries.
+    pub fn reconcile_due(&self) -> Option<Timestamp> {
+        let p = self.pending.as_ref().filter(|p| !p.status.is_terminal())?;
+        Some(match p.quiet_until {
+            Some(q) if q > self.updated_at => q,
+            _ => self.updated_at,
+        })
+    }
+
+    /// The provider is still busy with the upload (or has no bytes yet): look again at
+    /// `until`. Only the reconciler's own bookkeeping; the upload's state is untouched.
+    pub fn postpone_check(
+        &mut self,
+        upload_id: &UploadId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), Ignored> {
+        let pending = self.pending_for(upload_id, None)?;
+        if pending.status.is_terminal() {
+            return Err(Ignored::Unchanged);
+        }
+        pending.quiet_until = Some(until);
         self.touch(now);
         Ok(())
     }

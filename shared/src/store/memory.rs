@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{BunnyPointer, Consistency, Expect, StoreError, VideoStore};
+use crate::domain::clock::Timestamp;
 use crate::domain::ids::{BunnyGuid, ExerciseId};
 use crate::domain::video::ExerciseVideo;
 
@@ -145,5 +146,25 @@ impl VideoStore for MemoryStore {
         }
         t.writes += 1;
         Ok(())
+    }
+
+    async fn overdue(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ExerciseId>, StoreError> {
+        let t = self.tables();
+        let mut due: Vec<(Timestamp, &ExerciseId)> = t
+            .records
+            .values()
+            .filter_map(|v| Some((v.reconcile_due()?, &v.exercise_id)))
+            .filter(|(due, _)| *due <= before)
+            .collect();
+        due.sort();
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|(_, id)| id.clone())
+            .collect())
     }
 }

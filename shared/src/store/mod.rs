@@ -7,6 +7,7 @@
 
 use std::future::Future;
 
+use crate::domain::clock::Timestamp;
 use crate::domain::ids::{BunnyGuid, ExerciseId, UploadId};
 use crate::domain::video::{ExerciseVideo, Ignored};
 
@@ -100,6 +101,16 @@ pub trait VideoStore: Send + Sync {
         version: u64,
         pointers: &[BunnyGuid],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` exercises with an upload in flight whose
+    /// [`reconcile_due`](ExerciseVideo::reconcile_due) is at or before `before`, most overdue
+    /// first. Read from a sparse index (eventually consistent: the caller re-reads each record
+    /// before deciding); never a scan of the table.
+    fn overdue(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ExerciseId>, StoreError>> + Send;
 }
 
 /// Where a write starts from.
