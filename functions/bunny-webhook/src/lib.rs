@@ -19,6 +19,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use exvid_shared::bunny::client::{BunnyApi, BunnyError};
+use exvid_shared::bunny::retired;
 use exvid_shared::bunny::video::VideoObject;
 use exvid_shared::bunny::webhook::{self, Effect, Notification, SignatureHeaders, SigningKey};
 use exvid_shared::config::{ConfigError, Env};
@@ -26,9 +27,7 @@ use exvid_shared::domain::clock::{Clock, Timestamp};
 use exvid_shared::domain::ids::{BunnyGuid, UploadId};
 use exvid_shared::domain::video::{ExerciseVideo, Ignored};
 use exvid_shared::http_edge::{self, ApiError};
-use exvid_shared::store::{
-    self, BunnyPointer, Consistency, Outcome, Pointers, Start, VideoStore, Write,
-};
+use exvid_shared::store::{BunnyPointer, Consistency, Outcome, VideoStore};
 
 /// The path Bunny's library setting `WebhookUrl` points at.
 pub const WEBHOOK_PATH: &str = "/webhooks/video-ready";
@@ -213,37 +212,23 @@ impl<S: VideoStore, P: BunnyApi, C: Clock> BunnyWebhook<S, P, C> {
         }
     }
 
-    /// One conditional write of `change` through the store's write path. Retired Bunny videos
-    /// are deleted first (confirmed ones leave the record in the same write), and the ones
-    /// this change retires right after.
+    /// One conditional write of `change` (retired videos released with it).
     async fn write<T>(
         &self,
         pointer: &BunnyPointer,
         record: Option<ExerciseVideo>,
         change: impl Fn(&mut ExerciseVideo, &UploadId, Timestamp) -> Result<T, Ignored>,
     ) -> Result<Outcome<T>, ApiError> {
-        let retired = record
-            .as_ref()
-            .map(|r| r.retired_bunny_videos.clone())
-            .unwrap_or_default();
-        let released = self.bunny.delete_retired(&retired).await;
-        let now = self.clock.now();
-        let write = Write::to(&pointer.exercise_id).with_pointers(Pointers::Release(&released));
-        let outcome = store::update(&self.store, write, Start::Known(record), |v| {
-            change(v, &pointer.upload_id, now)
-        })
-        .await?;
-        if let Outcome::Applied { video, .. } = &outcome {
-            // One that cannot be deleted stays listed and is retried by a later write.
-            let fresh: Vec<BunnyGuid> = video
-                .retired_bunny_videos
-                .iter()
-                .filter(|g| !released.contains(g))
-                .cloned()
-                .collect();
-            self.bunny.delete_retired(&fresh).await;
-        }
-        Ok(outcome)
+        Ok(retired::write_releasing(
+            &self.store,
+            &self.bunny,
+            &pointer.exercise_id,
+            &pointer.upload_id,
+            record,
+            self.clock.now(),
+            change,
+        )
+        .await?)
     }
 }
 

@@ -13,6 +13,8 @@ pub mod webhook;
 
 #[cfg(feature = "bunny")]
 pub mod client;
+#[cfg(feature = "bunny")]
+pub mod retired;
 
 /// Bunny's Stream API (`BUNNY_API_BASE_URL` overrides it for fakes and the local cloud).
 pub const DEFAULT_API_BASE_URL: &str = "https://video.bunnycdn.com";

@@ -92,6 +92,24 @@ impl WebhookStatus {
     }
 }
 
+impl crate::bunny::video::VideoStatus {
+    /// What a video object's status means for its upload, as the matching webhook would:
+    /// the reconciler asks Bunny when webhooks were lost. `None` while no bytes arrived
+    /// (`Created`) or for a status this version does not know.
+    pub fn effect(self) -> Option<Effect> {
+        use crate::bunny::video::VideoStatus::*;
+        Some(match self {
+            Uploaded | Processing | Transcoding | JitSegmenting | JitPlaylistsCreated => {
+                Effect::Processing
+            }
+            Finished => Effect::Finished,
+            Error => WebhookStatus::Failed.effect(),
+            UploadFailed => WebhookStatus::PresignedUploadFailed.effect(),
+            Created | Unknown(_) => return None,
+        })
+    }
+}
+
 impl Effect {
     /// Where the effect would take the upload, for [`ExerciseVideo::accepts`]; `None` for
     /// [`Effect::Acknowledge`].

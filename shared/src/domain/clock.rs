@@ -27,6 +27,12 @@ impl Timestamp {
         Timestamp::from_unix(self.unix().saturating_add(secs)).unwrap_or(self)
     }
 
+    /// `self - seconds` (saturating at the earliest representable instant).
+    pub fn minus_seconds(self, seconds: u64) -> Self {
+        let secs = i64::try_from(seconds).unwrap_or(i64::MAX);
+        Timestamp::from_unix(self.unix().saturating_sub(secs)).unwrap_or(self)
+    }
+
     pub fn parse_rfc3339(s: &str) -> Result<Self, time::error::Parse> {
         OffsetDateTime::parse(s, &Rfc3339).map(|t| Self(t.to_offset(time::UtcOffset::UTC)))
     }

@@ -511,12 +511,34 @@ impl ExerciseVideo {
     /// When the reconciler should look at this record if nothing else happens: the last sign
     /// of life of a pending upload (its last write), or later if the reconciler postponed it;
     /// `None` when no upload is in flight. Stored as the sparse index the reconciler queries.
+    /// Retired Bunny videos not yet confirmed deleted keep a record in the index too (due at
+    /// its last write), so the reconciler drains them.
     pub fn reconcile_due(&self) -> Option<Timestamp> {
-        let p = self.pending.as_ref().filter(|p| !p.status.is_terminal())?;
+        let Some(p) = self.pending.as_ref().filter(|p| !p.status.is_terminal()) else {
+            return (!self.retired_bunny_videos.is_empty()).then_some(self.updated_at);
+        };
         Some(match p.quiet_until {
             Some(q) if q > self.updated_at => q,
             _ => self.updated_at,
         })
+    }
+
+    /// Retired Bunny videos confirmed deleted (`released`) leave the record; the store's write
+    /// path drops them and their pointers in the same write.
+    pub fn release_retired(
+        &mut self,
+        released: &[BunnyGuid],
+        now: Timestamp,
+    ) -> Result<(), Ignored> {
+        if !self
+            .retired_bunny_videos
+            .iter()
+            .any(|g| released.contains(g))
+        {
+            return Err(Ignored::Unchanged);
+        }
+        self.touch(now);
+        Ok(())
     }
 
     /// The provider is still busy with the upload (or has no bytes yet): look again at

@@ -10,12 +10,13 @@ use aws_sdk_mediaconvert::types::{
     AudioDescription, AudioSelector, ContainerSettings, ContainerType, FileGroupSettings,
     FrameCaptureSettings, H264CodecProfile, H264GopSizeUnits, H264QvbrSettings,
     H264RateControlMode, H264SceneChangeDetect, H264Settings, HlsGroupSettings, HlsSegmentControl,
-    Input, InputRotate, JobSettings, M3u8Settings, Mp4Settings, Output, OutputGroup,
-    OutputGroupSettings, OutputGroupType, ScalingBehavior, StatusUpdateInterval, VideoCodec,
-    VideoCodecSettings, VideoDescription, VideoSelector,
+    Input, InputRotate, Job, JobSettings, JobStatus, M3u8Settings, Mp4Settings, Output,
+    OutputGroup, OutputGroupSettings, OutputGroupType, ScalingBehavior, StatusUpdateInterval,
+    VideoCodec, VideoCodecSettings, VideoDescription, VideoSelector,
 };
 use aws_sdk_mediaconvert::Client;
 
+use super::event::{JobProgress, JobStateDetail, OutputDetail, OutputGroupDetail, VideoDetails};
 use super::job::{JobPlan, POSTER_MODIFIER};
 use crate::domain::ladder::{self, Rung};
 
@@ -229,6 +230,149 @@ fn poster_output(plan: &JobPlan) -> Output {
         .build()
 }
 
+/// Asks MediaConvert about a job (the reconciler, when a job's events were lost).
+pub trait JobLookup: Send + Sync {
+    /// The job as the state-change event would have described it; `None` when MediaConvert
+    /// does not know the id.
+    fn job(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<JobStateDetail>, SubmitError>> + Send;
+}
+
+impl JobLookup for MediaConvert {
+    async fn job(&self, id: &str) -> Result<Option<JobStateDetail>, SubmitError> {
+        match self.client.get_job().id(id).send().await {
+            Ok(out) => Ok(out.job().map(detail_of)),
+            Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(404) => Ok(None),
+                _ => Err(SubmitError::Unavailable(
+                    DisplayErrorContext(&e).to_string(),
+                )),
+            },
+        }
+    }
+}
+
+/// A `GetJob` answer in the event's shape. The API gives sizes and durations but not the
+/// output file names, which the event lists: they are rebuilt from the job's settings the
+/// way MediaConvert names them (input base name + name modifier + extension; frame captures
+/// numbered `.0000000`, `.0000001`, …), so [`event::change`](super::event::change) gives the
+/// same rendition as the COMPLETE event would.
+pub fn detail_of(job: &Job) -> JobStateDetail {
+    let settings = job.settings();
+    let base = settings
+        .and_then(|s| s.inputs().first())
+        .and_then(|i| i.file_input())
+        .and_then(|f| f.rsplit('/').next())
+        .and_then(|f| f.split('.').next())
+        .unwrap_or("output")
+        .to_owned();
+    let api_groups = job.output_group_details();
+    let groups = settings
+        .map(|s| s.output_groups())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, group)| {
+            let details = api_groups
+                .get(i)
+                .map(|g| g.output_details())
+                .unwrap_or_default();
+            output_group(group, details, &base)
+        })
+        .collect();
+    JobStateDetail {
+        job_id: job.id().map(str::to_owned),
+        status: job.status().map(|s| s.as_str().to_owned()),
+        user_metadata: job
+            .user_metadata()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        job_progress: job.job_percent_complete().map(|p| JobProgress {
+            job_percent_complete: Some(f64::from(p)),
+        }),
+        error_code: job.error_code().map(i64::from),
+        error_message: job.error_message().map(str::to_owned),
+        output_group_details: if job.status() == Some(&JobStatus::Complete) {
+            groups
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+fn output_group(
+    group: &OutputGroup,
+    details: &[aws_sdk_mediaconvert::types::OutputDetail],
+    base: &str,
+) -> OutputGroupDetail {
+    let settings = group.output_group_settings();
+    let hls = settings.and_then(|s| s.hls_group_settings());
+    let destination = hls
+        .and_then(|h| h.destination())
+        .or_else(|| {
+            settings
+                .and_then(|s| s.file_group_settings())
+                .and_then(|f| f.destination())
+        })
+        .unwrap_or_default();
+    let outputs = group
+        .outputs()
+        .iter()
+        .enumerate()
+        .map(|(i, output)| {
+            let modifier = output.name_modifier().unwrap_or_default();
+            let container = output
+                .container_settings()
+                .and_then(|c| c.container())
+                .cloned();
+            let paths = match container {
+                _ if hls.is_some() => vec![format!("{destination}{base}{modifier}.m3u8")],
+                Some(ContainerType::Mp4) => vec![format!("{destination}{base}{modifier}.mp4")],
+                Some(ContainerType::Raw) => {
+                    let captures = output
+                        .video_description()
+                        .and_then(|v| v.codec_settings())
+                        .and_then(|c| c.frame_capture_settings())
+                        .and_then(|f| f.max_captures())
+                        .unwrap_or(1)
+                        .clamp(1, 10);
+                    (0..captures)
+                        .map(|n| format!("{destination}{base}{modifier}.{n:07}.jpg"))
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            let api = details.get(i);
+            OutputDetail {
+                output_file_paths: paths,
+                duration_in_ms: api
+                    .and_then(|d| d.duration_in_ms())
+                    .map(|ms| ms.max(0) as u64),
+                video_details: api.and_then(|d| d.video_details()).map(|v| VideoDetails {
+                    width_in_px: v.width_in_px().map(|w| w as u32),
+                    height_in_px: v.height_in_px().map(|h| h as u32),
+                }),
+            }
+        })
+        .collect();
+    OutputGroupDetail {
+        group_type: Some(
+            if hls.is_some() {
+                "HLS_GROUP"
+            } else {
+                "FILE_GROUP"
+            }
+            .to_owned(),
+        ),
+        playlist_file_paths: hls
+            .map(|_| vec![format!("{destination}{base}.m3u8")])
+            .unwrap_or_default(),
+        output_details: outputs,
+    }
+}
+
 impl Transcoder for MediaConvert {
     async fn submit(&self, plan: &JobPlan) -> Result<String, SubmitError> {
         let mut request = self
@@ -262,5 +406,105 @@ impl Transcoder for MediaConvert {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::{ExerciseId, Scope, UploadId};
+    use crate::domain::media_probe::Geometry;
+    use crate::mediaconvert::event::{self, JobChange};
+    use crate::mediaconvert::job::{plan, JobSource};
+    use aws_sdk_mediaconvert::types::{OutputDetail as ApiOutput, OutputGroupDetail as ApiGroup};
+
+    /// A finished job as `GetJob` returns it: our settings, sizes and durations, no file names.
+    fn finished_job() -> Job {
+        let p = plan(
+            JobSource {
+                bucket: "media",
+                key: "org-a/exercises/ex-1/video/original.mov",
+                scope: &Scope::parse("org-a").unwrap(),
+                exercise: &ExerciseId::parse("ex-1").unwrap(),
+                upload: &UploadId::parse("u1").unwrap(),
+            },
+            Some(Geometry {
+                width: 1280,
+                height: 720,
+            }),
+            "tok".into(),
+            None,
+        );
+        let rung = |w: i32, h: i32| {
+            ApiOutput::builder()
+                .duration_in_ms(10_040)
+                .video_details(
+                    aws_sdk_mediaconvert::types::VideoDetail::builder()
+                        .width_in_px(w)
+                        .height_in_px(h)
+                        .build(),
+                )
+                .build()
+        };
+        let hls = p
+            .ladder
+            .iter()
+            .fold(ApiGroup::builder(), |g, r| {
+                g.output_details(rung(r.width as i32, r.height as i32))
+            })
+            .build();
+        let mut job = Job::builder()
+            .id("job-1")
+            .role("r")
+            .settings(job_settings(&p))
+            .status(JobStatus::Complete)
+            .output_group_details(hls)
+            .output_group_details(ApiGroup::builder().output_details(rung(1280, 720)).build())
+            .output_group_details(ApiGroup::builder().output_details(rung(1280, 720)).build());
+        for (k, v) in &p.user_metadata {
+            job = job.user_metadata(k, v);
+        }
+        job.build()
+    }
+
+    #[test]
+    fn a_finished_jobs_answer_gives_the_rendition_its_complete_event_gives() {
+        let detail = detail_of(&finished_job());
+        assert_eq!(detail.status.as_deref(), Some("COMPLETE"));
+        let owner = event::owner(&detail).unwrap();
+        let JobChange::Complete(r) = event::change(&detail, &owner).unwrap() else {
+            panic!("{detail:?}")
+        };
+        assert_eq!(
+            r.hls_path,
+            "/org-a/exercises/ex-1/video/u1/hls/original.m3u8"
+        );
+        assert_eq!(
+            r.thumbnail_path.as_deref(),
+            Some("/org-a/exercises/ex-1/video/u1/poster/original_poster.0000001.jpg")
+        );
+        assert_eq!(r.mp4_heights, [720]);
+        assert_eq!((r.width, r.height), (Some(1280), Some(720)));
+        assert_eq!(r.duration_seconds, Some(10.04));
+    }
+
+    #[test]
+    fn an_unfinished_job_lists_no_outputs_and_an_error_keeps_its_code() {
+        let mut job = finished_job();
+        job.status = Some(JobStatus::Progressing);
+        job.job_percent_complete = Some(40);
+        let detail = detail_of(&job);
+        assert!(detail.output_group_details.is_empty());
+        assert_eq!(
+            detail.job_progress.unwrap().job_percent_complete,
+            Some(40.0)
+        );
+        job.status = Some(JobStatus::Error);
+        job.error_code = Some(1010);
+        let detail = detail_of(&job);
+        assert_eq!(
+            (detail.status.as_deref(), detail.error_code),
+            (Some("ERROR"), Some(1010))
+        );
     }
 }
