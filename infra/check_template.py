@@ -48,6 +48,17 @@ LEAST_PRIVILEGE = {
         "dynamodb:GetItem", "dynamodb:PutItem", "s3:DeleteObject", "s3:DeleteObjectVersion",
         "s3:ListBucketVersions", "sqs:SendMessage",
     },
+    # Stream and queue reads come with the event sources' execution policies (below).
+    "NotifyFunction": {"events:PutEvents", "sqs:SendMessage", "sqs:ChangeMessageVisibility"},
+    "ReconcileFunction": {
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query",
+        "mediaconvert:GetJob", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucketVersions",
+    },
+}
+
+# Managed policies SAM attaches for an event source, allowed only on the function that has it.
+EVENT_SOURCE_POLICIES = {
+    "NotifyFunction": ("AWSLambdaDynamoDBExecutionRole", "AWSLambdaSQSQueueExecutionRole"),
 }
 
 failures = []
@@ -163,6 +174,20 @@ def check_translated(cfn):
             p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True,
             f"{name}: point-in-time recovery on",
         )
+        check(
+            p.get("StreamSpecification", {}).get("StreamViewType") == "NEW_AND_OLD_IMAGES",
+            f"{name}: streams both images (notify derives events from them)",
+        )
+        due = [i for i in p.get("GlobalSecondaryIndexes", []) if i.get("IndexName") == "pending-due"]
+        check(
+            len(due) == 1
+            and due[0]["KeySchema"] == [
+                {"AttributeName": "due_pk", "KeyType": "HASH"},
+                {"AttributeName": "due_at", "KeyType": "RANGE"},
+            ]
+            and due[0]["Projection"] == {"ProjectionType": "KEYS_ONLY"},
+            f"{name}: the sparse pending-due index the store queries",
+        )
 
     buckets = resources_of(cfn, "AWS::S3::Bucket")
     for name, b in buckets.items():
@@ -206,9 +231,24 @@ def check_translated(cfn):
                         check(res != "*", f"{name}: no Allow on Resource '*'")
         check(allowed is None or actions == allowed, f"{name}: actions {sorted(actions)} != {sorted(allowed or [])}")
         managed = [json.dumps(m) for m in role["Properties"].get("ManagedPolicyArns", [])]
+        allowed_managed = ("AWSLambdaBasicExecutionRole",) + EVENT_SOURCE_POLICIES.get(name, ())
         check(
-            all("AWSLambdaBasicExecutionRole" in m for m in managed),
-            f"{name}: only the basic execution managed policy ({managed})",
+            all(any(a in m for a in allowed_managed) for m in managed),
+            f"{name}: only the basic execution (and its event sources') managed policies ({managed})",
+        )
+
+    reconcilers = [n for n in functions if n == "ReconcileFunction"]
+    check(reconcilers == ["ReconcileFunction"], "a reconciler function")
+    for name in reconcilers:
+        check(
+            functions[name]["Properties"].get("ReservedConcurrentExecutions") == 1,
+            f"{name}: one run at a time (reserved concurrency 1)",
+        )
+    mappings = resources_of(cfn, "AWS::Lambda::EventSourceMapping")
+    for name, m in mappings.items():
+        check(
+            m["Properties"].get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
+            f"{name}: partial batch failures (one bad record never replays the batch)",
         )
 
     apis = resources_of(cfn, "AWS::ApiGatewayV2::Api")

@@ -28,6 +28,14 @@ MUTATIONS = {
     "webhook may scan the table": ("Sid: VideoRecords\n              Effect: Allow\n              Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem]\n              Resource: !GetAtt VideosTable.Arn\n\n  BunnyWebhookLogGroup", "Sid: VideoRecords\n              Effect: Allow\n              Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:DeleteItem, dynamodb:Scan]\n              Resource: !GetAtt VideosTable.Arn\n\n  BunnyWebhookLogGroup"),
     "PassRole on any role": ("Resource: !GetAtt MediaConvertRole.Arn\n              Condition:", "Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*\"\n              Condition:"),
     "originals served by CloudFront": ('- !Sub "${MediaBucket.Arn}/*/exercises/*/thumbnail/*"\n              - !Sub "${MediaBucket.Arn}/*/exercises/*/instructions/*"\n            Condition:', '- !Sub "${MediaBucket.Arn}/*"\n            Condition:'),
+    "no table stream": ("StreamViewType: NEW_AND_OLD_IMAGES", "StreamViewType: KEYS_ONLY"),
+    "reconciler may scan the table": ("Action: dynamodb:Query\n              Resource: !Sub \"${VideosTable.Arn}/index/pending-due\"", "Action: [dynamodb:Query, dynamodb:Scan]\n              Resource: !Sub \"${VideosTable.Arn}/index/pending-due\""),
+    "two reconcilers at once": ("      ReservedConcurrentExecutions: 1\n", ""),
+    "outbound webhook secret in plaintext": (
+        'WEBHOOK_SECRET: !Sub "{{resolve:secretsmanager:${SecretName}:SecretString:webhook_secret}}"',
+        "WEBHOOK_SECRET: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ),
+    "a bad stream record replays its batch": ("            FunctionResponseTypes: [ReportBatchItemFailures]\n            DestinationConfig:", "            DestinationConfig:"),
 }
 
 

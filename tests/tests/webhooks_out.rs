@@ -47,6 +47,7 @@ fn notify<'a>(
         subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
         secret: WebhookSecret::parse(SECRET).unwrap(),
         timeout,
+        first_retry: Duration::from_secs(notify::FIRST_RETRY_SECONDS),
     };
     let poster = HttpPoster {
         client: exvid_shared::https::client(timeout).unwrap(),

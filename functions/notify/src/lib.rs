@@ -43,6 +43,9 @@ pub struct NotifyConfig {
     pub subscribers: Vec<String>,
     pub secret: WebhookSecret,
     pub timeout: Duration,
+    /// The first retry's delay (`WEBHOOK_FIRST_RETRY_SECONDS`, default 30; the local cloud
+    /// uses 1 to show retries quickly); it doubles up to [`MAX_RETRY_SECONDS`].
+    pub first_retry: Duration,
 }
 
 impl NotifyConfig {
@@ -72,10 +75,12 @@ impl NotifyConfig {
             }
         })?;
         let timeout_ms: u64 = env.parsed_or("WEBHOOK_TIMEOUT_MS", DEFAULT_TIMEOUT_MS)?;
+        let first_retry: u64 = env.parsed_or("WEBHOOK_FIRST_RETRY_SECONDS", FIRST_RETRY_SECONDS)?;
         Ok(NotifyConfig {
             subscribers,
             secret,
             timeout: Duration::from_millis(timeout_ms.clamp(100, 30_000)),
+            first_retry: Duration::from_secs(first_retry.clamp(1, 3600)),
         })
     }
 }
@@ -131,10 +136,11 @@ pub trait WebhookPoster {
     ) -> impl Future<Output = PostOutcome>;
 }
 
-/// The delay before attempt `receive_count + 1`: 30 s, 1 min, 2 min, … capped at 4 h.
-pub fn retry_delay(receive_count: u32) -> Duration {
+/// The delay before attempt `receive_count + 1`: `first` (30 s), then doubling (1 min,
+/// 2 min, …), capped at 4 h.
+pub fn retry_delay(receive_count: u32, first: Duration) -> Duration {
     let doublings = receive_count.saturating_sub(1).min(20);
-    Duration::from_secs((FIRST_RETRY_SECONDS << doublings).min(MAX_RETRY_SECONDS))
+    Duration::from_secs((first.as_secs() << doublings).min(MAX_RETRY_SECONDS))
 }
 
 pub struct Notify<B, Q, P, C> {
@@ -304,7 +310,7 @@ impl<B: EventBus, Q: DeliveryQueue, P: WebhookPoster, C: Clock> Notify<B, Q, P, 
                     None
                 }
                 other => {
-                    let delay = retry_delay(receives);
+                    let delay = retry_delay(receives, self.config.first_retry);
                     tracing::warn!(
                         answer = ?other,
                         attempt = receives,
@@ -446,6 +452,7 @@ mod tests {
             subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
             secret: WebhookSecret::parse(SECRET).unwrap(),
             timeout: Duration::from_secs(1),
+            first_retry: Duration::from_secs(FIRST_RETRY_SECONDS),
         }
     }
 
@@ -611,13 +618,14 @@ mod tests {
 
     #[test]
     fn the_backoff_doubles_to_a_cap_over_about_twelve_hours() {
-        let delays: Vec<u64> = (1..=12).map(|n| retry_delay(n).as_secs()).collect();
+        let first = Duration::from_secs(FIRST_RETRY_SECONDS);
+        let delays: Vec<u64> = (1..=12).map(|n| retry_delay(n, first).as_secs()).collect();
         assert_eq!(&delays[..4], [30, 60, 120, 240]);
         assert_eq!(delays[11], MAX_RETRY_SECONDS);
         let total: u64 = delays[..11].iter().sum();
         assert!((11 * 3600..14 * 3600).contains(&total), "{total}");
-        assert_eq!(retry_delay(0).as_secs(), 30);
-        assert_eq!(retry_delay(u32::MAX).as_secs(), MAX_RETRY_SECONDS);
+        assert_eq!(retry_delay(0, first).as_secs(), 30);
+        assert_eq!(retry_delay(u32::MAX, first).as_secs(), MAX_RETRY_SECONDS);
     }
 
     #[test]

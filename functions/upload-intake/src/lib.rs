@@ -53,17 +53,18 @@ pub struct IntakeConfig {
 impl IntakeConfig {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let ttl: u64 = env.parsed_or("UPLOAD_URL_TTL_SECONDS", 3600)?;
-        if !(60..=43_200).contains(&ttl) {
+        // Short links are for trying expiry locally (`devstack up --upload-ttl`).
+        if !(10..=43_200).contains(&ttl) {
             return Err(ConfigError::Invalid {
                 name: "UPLOAD_URL_TTL_SECONDS",
-                reason: "must be between 60 and 43200 seconds".into(),
+                reason: "must be between 10 and 43200 seconds".into(),
             });
         }
         let tus_ttl: u64 = env.parsed_or("BUNNY_UPLOAD_TTL_SECONDS", 21_600)?;
-        if !(3_600..=86_400).contains(&tus_ttl) {
+        if !(10..=86_400).contains(&tus_ttl) {
             return Err(ConfigError::Invalid {
                 name: "BUNNY_UPLOAD_TTL_SECONDS",
-                reason: "must be between 3600 and 86400 seconds".into(),
+                reason: "must be between 10 and 86400 seconds".into(),
             });
         }
         Ok(IntakeConfig {

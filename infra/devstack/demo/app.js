@@ -157,6 +157,27 @@ function startPolling() {
   }, 1000);
 }
 
+// Status changes are pushed: notify signs each video.* event for the devstack's own
+// subscriber, which relays it here (long poll). The page refreshes the moment one arrives for
+// the exercise shown; the slow poll above only moves the progress bar.
+async function listen() {
+  let after = 0;
+  for (;;) {
+    try {
+      const r = await (await fetch(`/local/events?after=${after}`)).json();
+      after = r.next;
+      for (const e of r.events) {
+        if (e.data.exercise_id !== $('exercise').value) continue;
+        log(`event ${e.type} (${e.data.video_provider}${e.data.video_error_code ? `, ${e.data.video_error_code}` : ''}) pushed`);
+        const s = await refresh();
+        if (s === 'ready' || s === 'failed') startPolling();
+      }
+    } catch (err) {
+      await new Promise((done) => setTimeout(done, 2000));
+    }
+  }
+}
+
 async function remove() {
   const r = await api('DELETE');
   log(`delete: ${r.status}`);
@@ -183,6 +204,7 @@ async function init() {
   $('refresh').onclick = () => refresh();
   $('delete').onclick = () => remove().catch((e) => log(`error: ${e}`));
   refresh();
+  listen();
 }
 
 init();

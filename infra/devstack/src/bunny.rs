@@ -47,6 +47,17 @@ pub struct BunnyConfig {
     /// Bucket holding the delivered files (the local Bunny CDN's origin).
     pub bucket: String,
     pub work_dir: PathBuf,
+    /// Probability of losing each webhook (`--drop-provider-events`).
+    pub drop_webhooks: f64,
+}
+
+/// True with probability `p` (for dropping provider events on purpose).
+pub fn lose(p: f64) -> bool {
+    if p <= 0.0 {
+        return false;
+    }
+    let r = (uuid::Uuid::now_v7().as_u128() & 0xffff_ffff) as f64 / 4_294_967_296.0;
+    r < p
 }
 
 struct TusUpload {
@@ -383,6 +394,12 @@ impl BunnyStandIn {
 
     /// Sends webhook `status` for `guid`, signed; retried a few times like Bunny's sender.
     async fn webhook(&self, guid: &str, status: i64) {
+        if lose(self.config.drop_webhooks) {
+            (self.say)(format!(
+                "bunny: webhook {status} for {guid} dropped (--drop-provider-events)"
+            ));
+            return;
+        }
         let body = format!(
             r#"{{"VideoLibraryId":{},"VideoGuid":"{guid}","Status":{status}}}"#,
             self.config.library_id

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -22,6 +22,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{json, Map, Value};
 
 use crate::dev_jwt;
+use crate::event_relay::EventRelay;
 use crate::functions::{Function, Invocation};
 use crate::http_util::{
     content_type_for, header, json as json_response, local_origin, read_body, response, Resp,
@@ -53,6 +54,8 @@ pub struct Gateway {
     /// JSON the page reads at start (CDN origins etc.), served at `/local/config`.
     pub page_config: Value,
     pub say: Say,
+    /// The local subscriber relaying video.* events to the page.
+    pub events: Arc<EventRelay>,
 }
 
 fn now() -> (i64, u128) {
@@ -61,6 +64,9 @@ fn now() -> (i64, u128) {
         .unwrap_or_default();
     (d.as_secs() as i64, d.as_millis())
 }
+
+/// Where the local subscriber receives notify's deliveries.
+pub const RELAY_IN: &str = "/local/webhook-in";
 
 fn gateway_message(status: StatusCode, message: &str) -> Resp {
     json_response(status, &json!({ "message": message }))
@@ -234,15 +240,50 @@ impl Gateway {
         r
     }
 
+    /// A signed delivery from notify to the local subscriber.
+    async fn relay_in(&self, req: Request<Incoming>) -> Resp {
+        let headers = req.headers().clone();
+        let Some(body) = read_body(req.into_body(), MAX_BODY).await else {
+            return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+        };
+        let status = self.events.receive(
+            |name| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            },
+            &body,
+        );
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        if status != StatusCode::NO_CONTENT {
+            (self.say)(format!(
+                "gateway: local subscriber refused a delivery ({status})"
+            ));
+        }
+        crate::http_util::response(status, "text/plain", "")
+    }
+
     async fn route(&self, req: Request<Incoming>) -> Resp {
         let path = req.uri().path().to_owned();
         let origin = local_origin(&req);
         if path.starts_with(FUNCTION_URL_PREFIX) {
             return self.function_url(req).await;
         }
+        if path == RELAY_IN && req.method() == Method::POST {
+            return self.relay_in(req).await;
+        }
         if req.method() == Method::GET {
             if let Some(r) = self.page(&path) {
                 return r;
+            }
+            if path == "/local/events" {
+                let after = query_map(req.uri().query().unwrap_or(""))
+                    .get("after")
+                    .and_then(|a| a.as_str()?.parse().ok())
+                    .unwrap_or(0);
+                let events = self.events.after(after, Duration::from_secs(25)).await;
+                return self.with_cors(json_response(StatusCode::OK, &events), origin.as_deref());
             }
             if path == "/local/token" {
                 return self.with_cors(

@@ -5,6 +5,7 @@
 pub mod bunny;
 pub mod cdn;
 pub mod dev_jwt;
+pub mod event_relay;
 pub mod functions;
 pub mod gateway;
 pub mod http_util;
@@ -16,6 +17,8 @@ pub mod object_store;
 pub mod runtime_api;
 pub mod s3_events;
 pub mod stack;
+pub mod table_stream;
 pub mod template;
 pub mod transcoder;
+pub mod webhook_deliveries;
 pub mod webhook_subscriber;

@@ -27,6 +27,17 @@ pub const BUNNY_WEBHOOK_SIGNING_KEY: &str = "bunny-read-only-key-0001";
 /// listens on the discard port: calls fail fast as "unavailable").
 pub const BUNNY_API_UNSET: &str = "http://127.0.0.1:9";
 
+/// Development subscriber secret (`devstack up --webhook-secret` replaces it): what local
+/// deliveries are signed with. Never used in AWS.
+pub const WEBHOOK_SECRET: &str = "whsec_ZXh2aWQtbG9jYWwtd2ViaG9vay1zZWNyZXQtMDAwMSE=";
+/// The local event bus and webhook delivery queue (on moto).
+pub const EVENT_BUS: &str = "exvid-local";
+pub const DELIVERY_QUEUE: &str = "exvid-local-webhook-deliveries";
+/// moto's queue URL for `name` at `endpoint` (its fixed account).
+pub fn queue_url(endpoint: &str, name: &str) -> String {
+    format!("{endpoint}/123456789012/{name}")
+}
+
 /// The environment of a function running against moto at `aws_endpoint`.
 pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
     [
@@ -47,9 +58,19 @@ pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),
         ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+        ("EVENT_BUS_NAME", EVENT_BUS),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("WEBHOOK_TIMEOUT_MS", "5000"),
+        // Locally the reconciler looks after one quiet second; the timer sets the pace.
+        ("RECONCILE_AFTER_SECONDS", "1"),
+        ("RECONCILE_TIMEOUT_SECONDS", "3600"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain([(
+        "DELIVERY_QUEUE_URL".to_owned(),
+        queue_url(aws_endpoint, DELIVERY_QUEUE),
+    )])
     .collect()
 }
 

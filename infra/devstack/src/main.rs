@@ -1,7 +1,11 @@
 //! `devstack`: the local cloud's command.
 //!
 //! `devstack up [--port 8700] [--provider bunny_stream|aws_mediaconvert] [--release]` runs the
-//! whole pipeline until Ctrl-C (see [`devstack::stack`]). `devstack token --org ORG --role ROLE
+//! whole pipeline until Ctrl-C (see [`devstack::stack`]). `--webhook-url URL` (repeatable) adds a
+//! subscriber of the video.* events, signed with `--webhook-secret` (default: the dev secret in
+//! `local.rs`); `--reconcile-every SECONDS` sets the reconciler's pace (30);
+//! `--drop-provider-events P` makes the Bunny and MediaConvert stand-ins lose each webhook /
+//! event with probability P (1 = all); `--upload-ttl SECONDS` shortens upload authorizations. `devstack token --org ORG --role ROLE
 //! [--sub ID]` prints a development JWT the local gateway accepts.
 //!
 //! `devstack invoke FUNCTION --event FILE [--seed FILE] [--release]` starts moto, creates the
@@ -24,6 +28,8 @@ use std::collections::HashMap;
 
 const USAGE: &str = "usage:
   devstack up [--port PORT] [--provider bunny_stream|aws_mediaconvert] [--release] [--quiet]
+              [--webhook-url URL]... [--webhook-secret whsec_...] [--reconcile-every SECONDS]
+              [--drop-provider-events P] [--upload-ttl SECONDS]
   devstack token --role ROLE [--org ORG] [--sub ID]
   devstack invoke FUNCTION --event FILE [--seed FILE] [--release]";
 
@@ -133,7 +139,13 @@ fn flags(
             let v = args
                 .next()
                 .ok_or_else(|| format!("--{name} needs a value\n{USAGE}"))?;
-            out.insert(name.to_owned(), v);
+            // Repeatable options collect their values, one per line.
+            out.entry(name.to_owned())
+                .and_modify(|prev: &mut String| {
+                    prev.push('\n');
+                    prev.push_str(&v);
+                })
+                .or_insert(v);
         } else if ["release", "quiet"].contains(&name) {
             out.insert(name.to_owned(), String::new());
         } else {
@@ -162,7 +174,18 @@ fn token(args: impl Iterator<Item = String>) -> Result<(), String> {
 }
 
 fn up(args: impl Iterator<Item = String>) -> Result<(), String> {
-    let f = flags(args, &["port", "provider"])?;
+    let f = flags(
+        args,
+        &[
+            "port",
+            "provider",
+            "webhook-url",
+            "webhook-secret",
+            "reconcile-every",
+            "drop-provider-events",
+            "upload-ttl",
+        ],
+    )?;
     let mut options = StackOptions::default();
     if let Some(p) = f.get("port") {
         options.port = p
@@ -171,6 +194,34 @@ fn up(args: impl Iterator<Item = String>) -> Result<(), String> {
     }
     if let Some(p) = f.get("provider") {
         options.default_provider = p.clone();
+    }
+    if let Some(urls) = f.get("webhook-url") {
+        options.webhook_urls = urls.lines().map(str::to_owned).collect();
+    }
+    if let Some(secret) = f.get("webhook-secret") {
+        options.webhook_secret = secret.clone();
+    }
+    let number = |name: &str| -> Result<Option<f64>, String> {
+        f.get(name)
+            .map(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| format!("--{name} {v} is not a non-negative number"))
+            })
+            .transpose()
+    };
+    if let Some(s) = number("reconcile-every")? {
+        options.reconcile_every = Duration::from_secs_f64(s.max(1.0));
+    }
+    if let Some(p) = number("drop-provider-events")? {
+        if p > 1.0 {
+            return Err("--drop-provider-events is a probability between 0 and 1".into());
+        }
+        options.drop_provider_events = p;
+    }
+    if let Some(t) = number("upload-ttl")? {
+        options.upload_ttl = Some((t as u64).max(10));
     }
     options.release = f.contains_key("release");
     options.echo = !f.contains_key("quiet");

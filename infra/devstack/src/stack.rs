@@ -17,15 +17,19 @@ use tokio::task::JoinHandle;
 
 use crate::bunny::{BunnyConfig, BunnyStandIn};
 use crate::cdn::Cdn;
+use crate::event_relay::EventRelay;
 use crate::functions::{Function, FunctionSpec, Functions, Invocation, LogSink};
-use crate::gateway::{ApiRoute, Gateway};
+use crate::gateway::{ApiRoute, Gateway, RELAY_IN};
 use crate::http_util::{bind, serve};
 use crate::local;
 use crate::mediaconvert::{EventSink, MediaConvertStandIn, Say};
 use crate::moto::{repo_root, target_dir, Moto};
 use crate::object_store::ObjectStore;
+use crate::table_stream;
 use crate::template::Template;
 use crate::transcoder;
+use crate::webhook_deliveries;
+use exvid_shared::domain::standard_webhook::WebhookSecret;
 
 /// Both providers run locally; uploads pick one (the gateway's provider header).
 pub const PROVIDERS: [&str; 2] = ["bunny_stream", "aws_mediaconvert"];
@@ -42,6 +46,16 @@ pub struct StackOptions {
     pub default_provider: String,
     /// Print every function log line (the tests keep them for failures only).
     pub echo: bool,
+    /// Subscribers that get every video.* event (besides the page's own relay).
+    pub webhook_urls: Vec<String>,
+    /// The secret deliveries are signed with (`whsec_…`).
+    pub webhook_secret: String,
+    /// How often the reconciler runs.
+    pub reconcile_every: Duration,
+    /// Probability that the Bunny and MediaConvert stand-ins lose each webhook / event.
+    pub drop_provider_events: f64,
+    /// Upload authorizations this short (seconds), to try expiry; `None`: the defaults.
+    pub upload_ttl: Option<u64>,
 }
 
 impl Default for StackOptions {
@@ -51,6 +65,11 @@ impl Default for StackOptions {
             release: false,
             default_provider: PROVIDERS[0].into(),
             echo: true,
+            webhook_urls: Vec::new(),
+            webhook_secret: local::WEBHOOK_SECRET.into(),
+            reconcile_every: Duration::from_secs(30),
+            drop_provider_events: 0.0,
+            upload_ttl: None,
         }
     }
 }
@@ -169,6 +188,8 @@ struct Resources {
     sqs: aws_sdk_sqs::Client,
     /// The S3 event queue's URL.
     queue: String,
+    /// The webhook delivery queue's URL.
+    deliveries: String,
 }
 
 /// Creates the table, both buckets (with the template's CORS) and the S3 event queue on moto.
@@ -187,10 +208,20 @@ async fn create_resources(moto: &str, template: &Template) -> Result<Resources, 
     local::apply_bucket_cors(&s3, local::MEDIA_BUCKET, &cors).await?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queue = crate::s3_events::connect(&s3, &sqs, local::MEDIA_BUCKET).await?;
+    let deliveries = webhook_deliveries::create(&sqs, local::DELIVERY_QUEUE).await?;
+    table_stream::moto_call(
+        moto,
+        "events",
+        "AWSEvents.CreateEventBus",
+        &json!({"Name": local::EVENT_BUS}),
+    )
+    .await
+    .map_err(|e| format!("creating the event bus: {e}"))?;
     Ok(Resources {
         objects,
         sqs,
         queue,
+        deliveries,
     })
 }
 
@@ -219,10 +250,27 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), Stri
 fn function_specs(
     template: &Template,
     urls: &Urls,
-    release: bool,
+    options: &StackOptions,
+    deliveries: &str,
 ) -> Result<Vec<FunctionSpec>, String> {
-    let profile = if release { "release" } else { "debug" };
+    let profile = if options.release { "release" } else { "debug" };
     let mut env = local::function_environment(&urls.moto);
+    let mut subscribers = options.webhook_urls.clone();
+    subscribers.push(format!("{}{RELAY_IN}", urls.gateway));
+    let subscribers = subscribers.join(",");
+    let ttl = options.upload_ttl.map(|t| t.to_string());
+    for (k, v) in [
+        ("DELIVERY_QUEUE_URL", Some(deliveries)),
+        ("WEBHOOK_URLS", Some(subscribers.as_str())),
+        ("WEBHOOK_SECRET", Some(options.webhook_secret.as_str())),
+        ("WEBHOOK_FIRST_RETRY_SECONDS", Some("1")),
+        ("UPLOAD_URL_TTL_SECONDS", ttl.as_deref()),
+        ("BUNNY_UPLOAD_TTL_SECONDS", ttl.as_deref()),
+    ] {
+        if let Some(v) = v {
+            set_env(&mut env, k, v);
+        }
+    }
     for (k, v) in [
         ("BUNNY_API_BASE_URL", &urls.bunny_api),
         ("BUNNY_STREAM_CDN_HOSTNAME", &urls.bunny_cdn),
@@ -302,10 +350,18 @@ fn fresh_work_dir(urls: &Urls) -> Result<PathBuf, String> {
 }
 
 /// EventBridge → transcode-complete: asynchronous invocation, so two retries a second apart.
-fn eventbridge(complete: Arc<Function>, say: Say) -> EventSink {
+/// With `drop` > 0 an event is lost with that probability (`--drop-provider-events`).
+fn eventbridge(complete: Arc<Function>, drop: f64, say: Say) -> EventSink {
     Arc::new(move |event: Value| {
         let (f, say) = (complete.clone(), say.clone());
         Box::pin(async move {
+            if crate::bunny::lose(drop) {
+                say(format!(
+                    "eventbridge: {} event dropped (--drop-provider-events)",
+                    event["detail"]["status"].as_str().unwrap_or("?")
+                ));
+                return;
+            }
             for attempt in 0..3 {
                 let bytes = event.to_string().into_bytes();
                 let f = f.clone();
@@ -364,6 +420,7 @@ fn cdns(
 /// The Bunny Stream stand-in, signing its webhooks with the local key to the gateway.
 fn bunny_stand_in(
     urls: &Urls,
+    drop: f64,
     work_dir: &Path,
     objects: &ObjectStore,
     say: &Say,
@@ -379,6 +436,7 @@ fn bunny_stand_in(
             webhook_url: format!("{}/webhooks/video-ready", urls.gateway),
             bucket: BUNNY_BUCKET.into(),
             work_dir: work_dir.join("bunny"),
+            drop_webhooks: drop,
         },
         objects.clone(),
         say.clone(),
@@ -391,6 +449,7 @@ fn gateway(
     template: &Template,
     functions: &Functions,
     default_provider: &str,
+    events: Arc<EventRelay>,
     say: &Say,
 ) -> Result<Gateway, String> {
     let mut routes = Vec::new();
@@ -427,6 +486,36 @@ fn gateway(
             "default_provider": default_provider,
         }),
         say: say.clone(),
+        events,
+    })
+}
+
+/// Runs the reconciler every `every`, as its schedule does in AWS.
+fn schedule(reconcile: Arc<Function>, every: Duration, say: Say) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let event = json!({
+                "version": "0", "id": uuid::Uuid::now_v7().to_string(),
+                "detail-type": "Scheduled Event", "source": "aws.events",
+                "account": "123456789012", "region": "eu-central-1",
+                "resources": ["arn:aws:events:eu-central-1:123456789012:rule/exvid-local-reconcile"],
+                "detail": {}
+            })
+            .to_string()
+            .into_bytes();
+            let f = reconcile.clone();
+            match tokio::task::spawn_blocking(move || f.invoke(&event)).await {
+                Ok(Invocation::Response(body)) => {
+                    let report: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let verdicts = report["verdicts"].as_array().map_or(0, Vec::len);
+                    if verdicts > 0 || report["errors"].as_u64().unwrap_or(0) > 0 {
+                        say(format!("reconcile: {}", report));
+                    }
+                }
+                other => say(format!("reconcile: run failed ({other:?})")),
+            }
+        }
     })
 }
 
@@ -465,6 +554,7 @@ fn preflight(options: &StackOptions) -> Result<(), String> {
 
 /// What the servers are wired to.
 struct Wiring<'a> {
+    options: &'a StackOptions,
     template: &'a Template,
     functions: &'a Arc<Functions>,
     urls: &'a Urls,
@@ -479,14 +569,15 @@ impl Wiring<'_> {
         &self,
         listeners: Listeners,
         resources: Resources,
-        default_provider: &str,
     ) -> Result<(Vec<JoinHandle<()>>, BunnyStandIn), String> {
+        let drop = self.options.drop_provider_events;
         let mut tasks = Vec::new();
         let mediaconvert = MediaConvertStandIn::new(
             resources.objects.clone(),
             self.work_dir.join("mediaconvert"),
             eventbridge(
                 function(self.functions, "transcode-complete")?,
+                drop,
                 self.say.clone(),
             ),
             self.say.clone(),
@@ -494,7 +585,7 @@ impl Wiring<'_> {
         tasks.push(serve(listeners.mediaconvert, move |req| {
             mediaconvert.clone().handle(req)
         }));
-        let bunny = bunny_stand_in(self.urls, self.work_dir, &resources.objects, self.say)?;
+        let bunny = bunny_stand_in(self.urls, drop, self.work_dir, &resources.objects, self.say)?;
         let b = bunny.clone();
         tasks.push(serve(listeners.bunny_api, move |req| b.clone().handle(req)));
         tasks.extend(cdns(
@@ -503,17 +594,20 @@ impl Wiring<'_> {
             &resources.objects,
             self.say,
         ));
+        let secret = WebhookSecret::parse(&self.options.webhook_secret)
+            .map_err(|e| format!("--webhook-secret: {e}"))?;
         let gateway = Arc::new(gateway(
             self.template,
             self.functions,
-            default_provider,
+            &self.options.default_provider,
+            Arc::new(EventRelay::new(secret)),
             self.say,
         )?);
         tasks.push(serve(listeners.gateway, move |req| {
             gateway.clone().handle(req)
         }));
         tasks.push(tokio::spawn(crate::s3_events::deliver(
-            resources.sqs,
+            resources.sqs.clone(),
             resources.queue,
             self.template
                 .s3_event_key_patterns("transcode-start")
@@ -521,6 +615,24 @@ impl Wiring<'_> {
             function(self.functions, "transcode-start")?,
             self.say.clone(),
         )));
+        let notify = function(self.functions, "notify")?;
+        tasks.push(tokio::spawn(table_stream::deliver(
+            self.urls.moto.clone(),
+            local::TABLE_NAME.to_owned(),
+            notify.clone(),
+            self.say.clone(),
+        )));
+        tasks.push(tokio::spawn(webhook_deliveries::deliver(
+            resources.sqs.clone(),
+            resources.deliveries,
+            notify,
+            self.say.clone(),
+        )));
+        tasks.push(schedule(
+            function(self.functions, "reconcile")?,
+            self.options.reconcile_every,
+            self.say.clone(),
+        ));
         tasks.push(supervise(self.functions.clone(), self.say.clone()));
         Ok((tasks, bunny))
     }
@@ -544,18 +656,19 @@ impl Stack {
         let say = log.say();
 
         let resources = create_resources(&urls.moto, &template).await?;
-        let specs = function_specs(&template, &urls, options.release)?;
+        let specs = function_specs(&template, &urls, &options, &resources.deliveries)?;
         let functions = start_functions(specs, log.function_sink()).await?;
         let work_dir = fresh_work_dir(&urls)?;
 
         let wiring = Wiring {
+            options: &options,
             template: &template,
             functions: &functions,
             urls: &urls,
             work_dir: &work_dir,
             say: &say,
         };
-        let (tasks, bunny) = wiring.serve_all(listeners, resources, &options.default_provider)?;
+        let (tasks, bunny) = wiring.serve_all(listeners, resources)?;
         Ok(Stack {
             urls,
             bunny,

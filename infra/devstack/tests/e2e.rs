@@ -17,6 +17,7 @@ use bytes::Bytes;
 use devstack::dev_jwt;
 use devstack::local;
 use devstack::stack::{Stack, StackOptions};
+use devstack::webhook_subscriber::{Behaviour, Subscriber};
 use exvid_shared::domain::playback_token::{signed_url, TokenKey, TokenOptions, UrlForm};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
@@ -710,4 +711,176 @@ async fn ctrl_c_mid_transcode_leaves_no_process_behind() {
     std::thread::sleep(Duration::from_millis(500));
     let left: Vec<_> = before.iter().filter(|(p, _)| running(*p)).collect();
     assert!(left.is_empty(), "still running after Ctrl-C: {left:?}");
+}
+
+// --- closing the loop ---------------------------------------------------------------------------
+
+async fn start_with(options: StackOptions) -> Stack {
+    Stack::start(StackOptions {
+        port: 0,
+        echo: false,
+        ..options
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the local cloud did not start: {e}"))
+}
+
+/// POST intake for `exercise` with `provider`; the 201 body.
+async fn intake_for(stack: &Stack, exercise: &str, provider: &str, size: usize) -> Value {
+    let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
+    let r = fetch(
+        "POST",
+        &api,
+        &[
+            bearer("org-e2e", "admin"),
+            ("content-type", "application/json".into()),
+            ("x-exvid-provider", provider.into()),
+        ],
+        json!({"filename": "knee bend.mp4", "content_type": "video/mp4", "size_bytes": size})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+/// Polls until the exercise is ready or failed (or `limit` passes); the last answer.
+async fn settled(stack: &Stack, exercise: &str, limit: Duration) -> Value {
+    let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
+    let patient = bearer("org-e2e", "patient");
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = fetch("GET", &api, std::slice::from_ref(&patient), vec![])
+            .await
+            .json();
+        if v["video_status"] == "ready"
+            || v["video_status"] == "failed"
+            || Instant::now() > deadline
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_every_provider_event_lost_uploads_still_become_ready_and_subscribers_hear_once() {
+    // The reference verifier answers 500 to each id's first attempt: the retry must carry it.
+    let subscriber = Subscriber::start(
+        local::WEBHOOK_SECRET,
+        &Behaviour {
+            fail_first: 1,
+            ..Default::default()
+        },
+    )
+    .expect("the webhook subscriber (standardwebhooks in the venv)");
+    let stack = start_with(StackOptions {
+        webhook_urls: vec![subscriber.url.clone()],
+        drop_provider_events: 1.0,
+        reconcile_every: Duration::from_secs(2),
+        ..StackOptions::default()
+    })
+    .await;
+    let mut uploads = Vec::new();
+    for (exercise, provider) in [
+        ("ex-lost-bunny", "bunny_stream"),
+        ("ex-lost-aws", "aws_mediaconvert"),
+    ] {
+        let intake = intake_for(&stack, exercise, provider, clip().len()).await;
+        if provider == "bunny_stream" {
+            upload_with_tus(&intake["upload"], clip()).await;
+        } else {
+            upload_to_s3(&intake["upload"], clip()).await;
+        }
+        let uploaded = Instant::now();
+        let v = settled(&stack, exercise, Duration::from_secs(60)).await;
+        assert_eq!(
+            v["video_status"],
+            "ready",
+            "{v}\n{}",
+            stack.log().join("\n")
+        );
+        report(&format!(
+            "e2e {provider} with every provider event dropped: upload finished -> ready {:.1} s (reconciler every 2 s)",
+            uploaded.elapsed().as_secs_f64()
+        ));
+        uploads.push(intake["upload_id"].as_str().unwrap().to_owned());
+    }
+    let log = stack.log().join("\n");
+    assert!(log.contains("dropped (--drop-provider-events)"), "{log}");
+
+    // One verified video.ready per upload; its redelivery after the 500 kept the id.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = subscriber.deliveries();
+        let ready: Vec<&Value> = seen.iter().filter(|d| d["type"] == "video.ready").collect();
+        let delivered = |u: &str| {
+            ready
+                .iter()
+                .any(|d| d["upload_id"] == u && d["status"] == 204)
+        };
+        if uploads.iter().all(|u| delivered(u)) {
+            assert!(seen.iter().all(|d| d["verified"] == true), "{seen:?}");
+            for u in &uploads {
+                let ids: std::collections::BTreeSet<&str> = ready
+                    .iter()
+                    .filter(|d| d["upload_id"] == u.as_str())
+                    .map(|d| d["id"].as_str().unwrap())
+                    .collect();
+                assert_eq!(ids.len(), 1, "one event id per upload: {ready:?}");
+                let attempts: Vec<&Value> = ready
+                    .iter()
+                    .filter(|d| d["upload_id"] == u.as_str())
+                    .map(|d| &d["status"])
+                    .collect();
+                assert_eq!(attempts, [&json!(500), &json!(204)], "{ready:?}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries: {seen:?}\n{}",
+            stack.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abandoned_intake_fails_upload_expired_and_its_bunny_video_is_deleted() {
+    let stack = start_with(StackOptions {
+        upload_ttl: Some(10),
+        reconcile_every: Duration::from_secs(2),
+        ..StackOptions::default()
+    })
+    .await;
+    let bunny = intake_for(&stack, "ex-gone-bunny", "bunny_stream", 1000).await;
+    intake_for(&stack, "ex-gone-aws", "aws_mediaconvert", 1000).await;
+    let guid = bunny["upload"]["headers"]["VideoId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(stack.bunny.video(&guid).is_some());
+    let started = Instant::now();
+    for exercise in ["ex-gone-bunny", "ex-gone-aws"] {
+        let v = settled(&stack, exercise, Duration::from_secs(40)).await;
+        assert_eq!(
+            v["video_status"],
+            "failed",
+            "{v}\n{}",
+            stack.log().join("\n")
+        );
+        assert_eq!(v["video_error_code"], "upload_expired", "{v}");
+    }
+    // Authorization (10 s) + one quiet second + at most one reconciler interval, with slack.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stack.bunny.video(&guid).is_none(),
+        "the empty Bunny video is deleted"
+    );
 }
