@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 CARGO   ?= cargo
 export EXVID_VENV := $(abspath $(VENV))
 
-.PHONY: help dev test tools system-tools chromium venv npm fmt-check clippy build unit edge browser template bench invoke clean
+.PHONY: help dev dev-lossy test tools system-tools chromium venv npm fmt-check clippy build unit edge browser template bench invoke clean
 
 help:
 	@echo "make dev    - run the local cloud: moto, every function, gateway, CDNs, Bunny + MediaConvert stand-ins, demo page"
@@ -61,6 +61,10 @@ npm: $(DEMO)/node_modules/.installed
 PORT ?= 8700
 dev: tools venv system-tools npm build
 	target/debug/devstack up --port $(PORT)
+
+# The local cloud losing every provider event: the reconciler finishes uploads, links expire in 60 s.
+dev-lossy: tools venv system-tools npm build
+	target/debug/devstack up --port $(PORT) --drop-provider-events 1 --reconcile-every 5 --upload-ttl 60
 
 # One function, one event, as Lambda would run it (no stack).
 invoke: tools venv

@@ -6,6 +6,11 @@
 //! checked; every history runs twice — events in order, once each, and shuffled with duplicates
 //! — and must end in the same state.
 //!
+//! The reconciler is one more actor: it may run before any delivery (at a clock past its quiet
+//! time, before any upload link expires), applying what the providers know (Bunny's video
+//! object, MediaConvert's job) through the same paths; an event lost on the way is then
+//! recovered by it, and the final state must still not depend on order.
+//!
 //! Reproduce a failure with `EXVID_SEED=<seed> cargo test -p exvid-tests --test convergence`;
 //! `EXVID_HISTORIES=<n>` changes how many histories run per provider.
 
@@ -28,10 +33,12 @@ use exvid_shared::domain::video::{ExerciseVideo, Provider};
 use exvid_shared::media_bucket::{
     BucketError, MediaBucket, ObjectHead, PresignedPut, PutConditions,
 };
-use exvid_shared::mediaconvert::client::{SubmitError, Transcoder};
+use exvid_shared::mediaconvert::client::{JobLookup, SubmitError, Transcoder};
+use exvid_shared::mediaconvert::event::JobStateDetail;
 use exvid_shared::mediaconvert::job::JobPlan;
 use exvid_shared::store::memory::MemoryStore;
 use exvid_tests::synthetic_mp4;
+use reconcile::{Reconcile, ReconcileConfig};
 use transcode_complete::{CompleteConfig, TranscodeComplete};
 use transcode_start::{StartConfig, TranscodeStart};
 use upload_intake::{Intake, IntakeConfig};
@@ -42,6 +49,8 @@ const BUCKET: &str = "exvid-media-dev";
 const LIBRARY: u64 = 133;
 const READ_ONLY_KEY: &str = "bunny-read-only-key-for-tests";
 const DEFAULT_HISTORIES: u64 = 10_000;
+/// The reconciler's quiet time in these histories.
+const RECONCILE_AFTER: u64 = 60;
 
 /// SplitMix64: small, seeded, reproducible.
 #[derive(Clone)]
@@ -142,11 +151,41 @@ impl MediaBucket for MemBucket {
 }
 
 /// MediaConvert: a job per request token (its one-minute dedupe, forever), whose state-change
-/// events go to the outbox.
+/// events go to the outbox; `GetJob` answers with the job's end (it is decided at creation).
 #[derive(Clone, Default)]
 struct MemMediaConvert {
     jobs: Arc<Mutex<HashMap<String, String>>>,
+    uploads: Arc<Mutex<HashMap<String, String>>>,
     outbox: Outbox,
+}
+
+impl JobLookup for MemMediaConvert {
+    async fn job(&self, id: &str) -> Result<Option<JobStateDetail>, SubmitError> {
+        let Some(upload) = self.uploads.lock().unwrap().get(id).cloned() else {
+            return Ok(None);
+        };
+        let event = job_event(job_end(id), id, &upload);
+        Ok(Some(
+            serde_json::from_value(event["detail"].clone()).unwrap(),
+        ))
+    }
+}
+
+/// How a job ends, decided by its identity.
+fn job_end(job: &str) -> &'static str {
+    if fate_of(0, job) < 15 {
+        "error"
+    } else {
+        "complete"
+    }
+}
+
+/// The fixture event of `status` for `job` of `upload`.
+fn job_event(status: &str, job: &str, upload: &str) -> Value {
+    let text = fixture(&format!("mediaconvert-{status}.json"))
+        .replace("0193a6f0-7c3b-7d4e-9a1b-5f2c8e1d0a11", upload)
+        .replace("1795287300000-k3x9qa", job);
+    serde_json::from_str(&text).unwrap()
 }
 
 impl Transcoder for MemMediaConvert {
@@ -158,6 +197,10 @@ impl Transcoder for MemMediaConvert {
         let job = format!("job-{}", &plan.client_request_token[..12]);
         jobs.insert(plan.client_request_token.clone(), job.clone());
         let upload = plan.user_metadata["upload_id"].clone();
+        self.uploads
+            .lock()
+            .unwrap()
+            .insert(job.clone(), upload.clone());
         self.outbox.job_started(&job, &upload);
         Ok(job)
     }
@@ -301,9 +344,7 @@ impl Outbox {
     }
     /// A job's events; whether it completes or errors is decided by its identity.
     fn job_started(&self, job: &str, upload: &str) {
-        let errors = fate_of(0, job) < 15;
-        let last = if errors { "error" } else { "complete" };
-        for status in ["progressing", "status-update", last] {
+        for status in ["progressing", "status-update", job_end(job)] {
             self.push(Event::Job {
                 status,
                 job: job.to_owned(),
@@ -330,6 +371,8 @@ fn fixture_json(name: &str) -> Value {
 
 // --- one world: the functions over the store and fakes ------------------------------------------
 
+type MemReconcile = Reconcile<MemoryStore, MemBunny, MemMediaConvert, MemBucket, FixedClock>;
+
 type AwsIntake = Intake<MemoryStore, MemBucket, MemBunny, FixedClock, CountingIds>;
 
 struct World {
@@ -342,6 +385,8 @@ struct World {
     start: TranscodeStart<MemoryStore, MemBucket, MemMediaConvert, FixedClock>,
     complete: TranscodeComplete<MemoryStore, MemBucket, FixedClock>,
     webhook: BunnyWebhook<MemoryStore, MemBunny, FixedClock>,
+    reconcile: MemReconcile,
+    last_reconcile: MemReconcile,
     sequencer: u64,
     tracker: Tracker,
 }
@@ -390,6 +435,33 @@ impl World {
                 claims: ClaimNames::default(),
             },
         );
+        // The reconciler's clocks: past its quiet time, and (for its last round) past every
+        // postponement; both long before any upload link expires.
+        let reconciler = |after_seconds: u64| {
+            let clock = FixedClock(now().plus_seconds(after_seconds));
+            Reconcile::new(
+                store.clone(),
+                Some(bunny.clone()),
+                Some(mediaconvert.clone()),
+                TranscodeComplete::new(
+                    store.clone(),
+                    bucket.clone(),
+                    clock,
+                    CompleteConfig {
+                        table_name: "mem".into(),
+                        bucket: BUCKET.into(),
+                    },
+                ),
+                clock,
+                ReconcileConfig {
+                    after: Duration::from_secs(RECONCILE_AFTER),
+                    timeout: Duration::from_secs(6 * 3600),
+                    batch: 10,
+                },
+            )
+        };
+        let reconcile = reconciler(RECONCILE_AFTER + 1);
+        let last_reconcile = reconciler(3000);
         let start = TranscodeStart::new(
             store.clone(),
             bucket.clone(),
@@ -432,6 +504,8 @@ impl World {
             start,
             complete,
             webhook,
+            reconcile,
+            last_reconcile,
             sequencer: 0,
             tracker: Tracker::default(),
         }
@@ -504,10 +578,7 @@ impl World {
                 job,
                 upload,
             } => {
-                let text = fixture(&format!("mediaconvert-{status}.json"))
-                    .replace("0193a6f0-7c3b-7d4e-9a1b-5f2c8e1d0a11", upload)
-                    .replace("1795287300000-k3x9qa", job);
-                let event: Value = serde_json::from_str(&text).unwrap();
+                let event = job_event(status, job, upload);
                 self.complete
                     .handle(&event, "req")
                     .await
@@ -529,6 +600,17 @@ impl World {
                 assert_eq!(r.status(), 200, "{}", exvid_tests::response_json(&r));
             }
         }
+    }
+
+    /// One reconciler run (`last`: the one after every postponement is over).
+    async fn reconcile(&mut self, last: bool) {
+        let reconcile = if last {
+            &self.last_reconcile
+        } else {
+            &self.reconcile
+        };
+        let report = reconcile.run("req").await.expect("no outage");
+        assert_eq!(report.errors, 0, "{report:?}");
     }
 
     fn record(&self) -> Option<ExerciseVideo> {
@@ -553,6 +635,10 @@ impl World {
             .unwrap_or_default();
         let mut record = self.record().map(|r| exvid_tests::essence(&r));
         if let Some(Value::Object(r)) = &mut record {
+            // The reconciler's own bookkeeping (when to look again) depends on when it ran.
+            if let Some(Value::Object(p)) = r.get_mut("pending") {
+                p.remove("quiet_until");
+            }
             if let Some(Value::Array(retired)) = r.get_mut("retired_bunny_videos") {
                 retired.retain(|g| !gone_retired.contains(g.as_str().unwrap_or("")));
                 if retired.is_empty() {
@@ -694,12 +780,24 @@ fn history(rng: &mut Rng) -> Vec<Epoch> {
         .collect()
 }
 
-/// Runs `epochs`; `shuffle` reorders each epoch's deliveries and duplicates some.
+/// Runs `epochs`; `shuffle` reorders each epoch's deliveries and duplicates some. The
+/// reconciler runs between epochs (at seeded points) and at the end.
 async fn run(
     provider: Provider,
     seed: u64,
     epochs: &[Epoch],
     shuffle: Option<u64>,
+) -> Result<Value, String> {
+    run_with(provider, seed, epochs, shuffle, false).await
+}
+
+/// [`run`], with `anywhere`: the reconciler may also run before any delivery.
+async fn run_with(
+    provider: Provider,
+    seed: u64,
+    epochs: &[Epoch],
+    shuffle: Option<u64>,
+    anywhere: bool,
 ) -> Result<Value, String> {
     let mut w = World::new(provider);
     let mut order = shuffle.map(Rng);
@@ -737,16 +835,28 @@ async fn run(
                     pending.swap(k, rng.below(k as u64 + 1) as usize);
                 }
             }
-            for e in &pending {
+            for (k, e) in pending.iter().enumerate() {
+                if anywhere && fate_of(seed, &format!("reconcile {i} {k}")) < 20 {
+                    w.reconcile(false).await;
+                    w.check(&format!("epoch {i} reconcile before {e:?}"), false)?;
+                }
                 w.deliver(e).await;
                 w.check(&format!("epoch {i} deliver {e:?}"), false)?;
             }
+        }
+        // Between epochs, at the same points in every run.
+        if fate_of(seed, &format!("reconcile after {i}")) < 40 {
+            w.reconcile(false).await;
+            w.check(&format!("epoch {i} reconcile"), false)?;
         }
         if epoch.delete {
             w.delete().await;
             w.check(&format!("epoch {i} delete"), true)?;
         }
     }
+    // The reconciler always comes round at last: lost events are recovered in both runs.
+    w.reconcile(true).await;
+    w.check("final reconcile", false)?;
     Ok(w.essence())
 }
 
@@ -788,6 +898,11 @@ async fn converge(provider: Provider) {
             )),
             _ => None,
         };
+        // A third run with the reconciler also between deliveries, anywhere: invariants only
+        // (its final state may rightly differ: an upload it finished before a replacement
+        // arrived stays the rendition that played).
+        let anywhere = run_with(provider, seed, &epochs, Some(seed ^ 0xa11), true).await;
+        let failure = failure.or_else(|| anywhere.err());
         if let Some(why) = failure {
             panic!(
                 "{provider} history failed; reproduce with EXVID_SEED={seed}\n\

@@ -380,7 +380,9 @@ mod tests {
             all,
             [
                 "bunny-webhook",
+                "notify",
                 "playback",
+                "reconcile",
                 "transcode-complete",
                 "transcode-start",
                 "upload-intake"

@@ -386,6 +386,8 @@ impl ExerciseVideo {
             });
         }
         pending.status = UploadStatus::Processing;
+        // A sign of life ends the reconciler's postponement: it was for the state before.
+        pending.quiet_until = None;
         if progress_advances {
             pending.progress = progress;
         }
