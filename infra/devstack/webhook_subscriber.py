@@ -73,7 +73,8 @@ def main():
             }
             with lock:
                 deliveries.append(line)
-            print(json.dumps(line), flush=True)
+                # One thread prints at a time: interleaved lines would not parse.
+                print(json.dumps(line), flush=True)
             self.answer(status)
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)

@@ -173,19 +173,8 @@ fn token(args: impl Iterator<Item = String>) -> Result<(), String> {
     Ok(())
 }
 
-fn up(args: impl Iterator<Item = String>) -> Result<(), String> {
-    let f = flags(
-        args,
-        &[
-            "port",
-            "provider",
-            "webhook-url",
-            "webhook-secret",
-            "reconcile-every",
-            "drop-provider-events",
-            "upload-ttl",
-        ],
-    )?;
+/// `devstack up`'s options from its flags.
+fn stack_options(f: &HashMap<String, String>) -> Result<StackOptions, String> {
     let mut options = StackOptions::default();
     if let Some(p) = f.get("port") {
         options.port = p
@@ -225,6 +214,23 @@ fn up(args: impl Iterator<Item = String>) -> Result<(), String> {
     }
     options.release = f.contains_key("release");
     options.echo = !f.contains_key("quiet");
+    Ok(options)
+}
+
+fn up(args: impl Iterator<Item = String>) -> Result<(), String> {
+    let f = flags(
+        args,
+        &[
+            "port",
+            "provider",
+            "webhook-url",
+            "webhook-secret",
+            "reconcile-every",
+            "drop-provider-events",
+            "upload-ttl",
+        ],
+    )?;
+    let options = stack_options(&f)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -264,6 +264,16 @@ impl MediaConvertStandIn {
         job.clone()
     }
 
+    /// Adds `fields` to the job as `GetJob` returns it.
+    fn record(&self, id: &str, fields: Value) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(job), Some(fields)) = (jobs.by_id.get_mut(id), fields.as_object()) {
+            for (k, v) in fields {
+                job[k] = v.clone();
+            }
+        }
+    }
+
     /// The EventBridge event for `job` at `status`, with `detail` fields added.
     fn event(job: &Value, status: &str, extra: Value) -> Value {
         let mut detail = json!({
@@ -303,6 +313,8 @@ impl MediaConvertStandIn {
         let started = Instant::now();
         match self.transcode(&id, &plan).await {
             Ok(groups) => {
+                // GetJob reports sizes and durations, not file names (only the event has them).
+                self.record(&id, json!({ "outputGroupDetails": without_paths(&groups) }));
                 let job = self.set_status(&id, "COMPLETE", Some(100));
                 (self.say)(format!(
                     "mediaconvert: job {id} complete in {:.1} s",
@@ -316,6 +328,7 @@ impl MediaConvertStandIn {
                 .await;
             }
             Err((code, message)) => {
+                self.record(&id, json!({ "errorCode": code, "errorMessage": message }));
                 let job = self.set_status(&id, "ERROR", None);
                 (self.say)(format!("mediaconvert: job {id} failed: {message}"));
                 (self.events)(Self::event(
@@ -515,6 +528,22 @@ pub fn output_groups(job: &transcoder::Job, probe: &Probe) -> Value {
         }));
     }
     json!(groups)
+}
+
+/// The event's output groups as `GetJob` has them: no playlist or output file names.
+fn without_paths(groups: &Value) -> Value {
+    let mut groups = groups.clone();
+    for g in groups.as_array_mut().into_iter().flatten() {
+        if let Some(g) = g.as_object_mut() {
+            g.remove("playlistFilePaths");
+        }
+        for o in g["outputDetails"].as_array_mut().into_iter().flatten() {
+            if let Some(o) = o.as_object_mut() {
+                o.remove("outputFilePaths");
+            }
+        }
+    }
+    groups
 }
 
 #[cfg(test)]

@@ -78,26 +78,7 @@ pub async fn deliver(sqs: aws_sdk_sqs::Client, queue_url: String, notify: Arc<Fu
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let records: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let receives = m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .cloned()
-                    .unwrap_or_else(|| "1".into());
-                json!({
-                    "messageId": m.message_id(),
-                    "receiptHandle": m.receipt_handle(),
-                    "body": m.body(),
-                    "attributes": {"ApproximateReceiveCount": receives},
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:exvid-local-webhook-deliveries",
-                    "awsRegion": "eu-central-1",
-                })
-            })
-            .collect();
+        let records: Vec<Value> = messages.iter().map(lambda_record).collect();
         let event = json!({ "Records": records }).to_string().into_bytes();
         let f = notify.clone();
         let failed: Vec<String> = match tokio::task::spawn_blocking(move || f.invoke(&event)).await
@@ -130,4 +111,23 @@ pub async fn deliver(sqs: aws_sdk_sqs::Client, queue_url: String, notify: Arc<Fu
             }
         }
     }
+}
+
+/// One received message in Lambda's SQS event shape.
+fn lambda_record(m: &aws_sdk_sqs::types::Message) -> Value {
+    let receives = m
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .cloned()
+        .unwrap_or_else(|| "1".into());
+    json!({
+        "messageId": m.message_id(),
+        "receiptHandle": m.receipt_handle(),
+        "body": m.body(),
+        "attributes": {"ApproximateReceiveCount": receives},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:exvid-local-webhook-deliveries",
+        "awsRegion": "eu-central-1",
+    })
 }

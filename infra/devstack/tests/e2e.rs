@@ -778,7 +778,8 @@ async fn with_every_provider_event_lost_uploads_still_become_ready_and_subscribe
     let stack = start_with(StackOptions {
         webhook_urls: vec![subscriber.url.clone()],
         drop_provider_events: 1.0,
-        reconcile_every: Duration::from_secs(2),
+        // As the acceptance runs it: `--drop-provider-events 1 --reconcile-every 5`.
+        reconcile_every: Duration::from_secs(5),
         ..StackOptions::default()
     })
     .await;
@@ -801,11 +802,48 @@ async fn with_every_provider_event_lost_uploads_still_become_ready_and_subscribe
             "{v}\n{}",
             stack.log().join("\n")
         );
+        // The same facts the lost events would have given.
+        assert_eq!(
+            (v["video_width"].as_u64(), v["video_height"].as_u64()),
+            (Some(1280), Some(720)),
+            "{v}"
+        );
+        assert!(
+            (v["video_duration_seconds"].as_f64().unwrap_or(0.0) - 10.0).abs() < 0.6,
+            "{v}"
+        );
+        assert!(v["video_thumbnail_url"].is_string(), "{v}");
         report(&format!(
-            "e2e {provider} with every provider event dropped: upload finished -> ready {:.1} s (reconciler every 2 s)",
+            "e2e {provider} with every provider event dropped: upload finished -> ready {:.1} s (reconciler every 5 s)",
             uploaded.elapsed().as_secs_f64()
         ));
         uploads.push(intake["upload_id"].as_str().unwrap().to_owned());
+    }
+    // A broken source (an MP4 header, then noise) fails through the reconciler too.
+    let mut broken = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom".to_vec();
+    broken.extend((0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    for (exercise, provider) in [
+        ("ex-broken-bunny", "bunny_stream"),
+        ("ex-broken-aws", "aws_mediaconvert"),
+    ] {
+        let intake = intake_for(&stack, exercise, provider, broken.len()).await;
+        if provider == "bunny_stream" {
+            upload_with_tus(&intake["upload"], &broken).await;
+        } else {
+            upload_to_s3(&intake["upload"], &broken).await;
+        }
+        let v = settled(&stack, exercise, Duration::from_secs(60)).await;
+        assert_eq!(
+            v["video_status"],
+            "failed",
+            "{v}\n{}",
+            stack.log().join("\n")
+        );
+        assert!(v["video_error_code"].is_string(), "{v}");
+        assert!(
+            !v["video_error"].as_str().unwrap_or("/").contains('/'),
+            "no paths: {v}"
+        );
     }
     let log = stack.log().join("\n");
     assert!(log.contains("dropped (--drop-provider-events)"), "{log}");
