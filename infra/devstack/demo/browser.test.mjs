@@ -89,6 +89,8 @@ for (const provider of ['bunny_stream', 'aws_mediaconvert']) {
       await page.click('#upload');
       await page.waitForFunction(() => document.querySelector('#upload-progress').value === 100, null, { timeout: 60_000 });
       await page.waitForFunction(() => document.querySelector('#status').textContent === 'ready', null, { timeout: 120_000 });
+      // The status change also arrived pushed: notify's signed event, relayed to the page.
+      await page.waitForFunction(() => document.querySelector('#log').textContent.includes('event video.ready'), null, { timeout: 30_000 });
       // Muted video autoplays; make sure it was asked to play, then watch the clock move.
       await page.evaluate(() => document.querySelector('#player').play().catch(() => {}));
       await page.waitForFunction(() => document.querySelector('#player').currentTime > 1, null, { timeout: 30_000 });
