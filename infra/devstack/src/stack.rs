@@ -534,7 +534,7 @@ fn supervise(functions: Arc<Functions>, say: Say) -> JoinHandle<()> {
     })
 }
 
-/// The default provider is known and ffmpeg is installed.
+/// The default provider is known, the webhook secret well-formed and ffmpeg installed.
 fn preflight(options: &StackOptions) -> Result<(), String> {
     if !PROVIDERS.contains(&options.default_provider.as_str()) {
         return Err(format!(
@@ -543,6 +543,8 @@ fn preflight(options: &StackOptions) -> Result<(), String> {
             PROVIDERS.join(", ")
         ));
     }
+    WebhookSecret::parse(&options.webhook_secret)
+        .map_err(|e| format!("--webhook-secret: {e}"))?;
     if !transcoder::ffmpeg_available() {
         return Err(
             "ffmpeg and ffprobe are needed to transcode locally: apt-get install ffmpeg (make dev installs it)"
