@@ -237,6 +237,11 @@ def check_translated(cfn):
             f"{name}: only the basic execution (and its event sources') managed policies ({managed})",
         )
 
+    for name, policy in resources_of(cfn, "AWS::CloudFront::ResponseHeadersPolicy").items():
+        security = policy["Properties"]["ResponseHeadersPolicyConfig"].get("SecurityHeadersConfig", {})
+        check(security.get("ContentTypeOptions", {}).get("Override") is True, f"{name}: nosniff on every response")
+        csp = security.get("ContentSecurityPolicy", {}).get("ContentSecurityPolicy", "")
+        check("sandbox" in csp and "default-src 'none'" in csp, f"{name}: a CSP that runs no script (SVG)")
     reconcilers = [n for n in functions if n == "ReconcileFunction"]
     check(reconcilers == ["ReconcileFunction"], "a reconciler function")
     for name in reconcilers:

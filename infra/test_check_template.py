@@ -36,6 +36,7 @@ MUTATIONS = {
         "WEBHOOK_SECRET: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     ),
     "a bad stream record replays its batch": ("            FunctionResponseTypes: [ReportBatchItemFailures]\n            DestinationConfig:", "            DestinationConfig:"),
+    "served SVG may run scripts": ("; style-src 'unsafe-inline'; sandbox\"", "; style-src 'unsafe-inline'; script-src *\""),
 }
 
 

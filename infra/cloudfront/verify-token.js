@@ -24,9 +24,21 @@ function decode(value) {
   return decodeURIComponent(value); // throws on malformed escapes: the caller denies
 }
 
-// Refuses '.', '..' (also percent-encoded), empty inner segments and backslashes.
+// A %XX escape of a letter, digit, '-', '.', '_' or '~': no encoder makes one (RFC 3986 2.3);
+// it can only disguise a path (a validly signed '%6Friginal.mp4' is the origin's original.mp4).
+function encodesUnreserved(path) {
+  var escapes = path.match(/%[0-9A-Fa-f]{2}/g) || [];
+  for (var i = 0; i < escapes.length; i++) {
+    var c = String.fromCharCode(parseInt(escapes[i].slice(1), 16));
+    if (/[A-Za-z0-9\-._~]/.test(c)) return true;
+  }
+  return false;
+}
+
+// Refuses '.', '..' (also percent-encoded), empty inner segments, backslashes and encoded
+// unreserved characters, so the rules below judge the path the origin fetches.
 function safePath(path) {
-  if (path.charAt(0) !== '/' || path.indexOf('\\') !== -1) return false;
+  if (path.charAt(0) !== '/' || path.indexOf('\\') !== -1 || encodesUnreserved(path)) return false;
   var segments = path.slice(1).split('/');
   for (var i = 0; i < segments.length; i++) {
     var s = decode(segments[i]);

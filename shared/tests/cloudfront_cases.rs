@@ -140,6 +140,18 @@ fn write_rust_minted_cases_for_the_cloudfront_function() {
             NOW,
             true,
         ),
+        case(
+            "an original disguised by an encoded letter, validly signed",
+            &file(&original.replace("/original.", "/%6Friginal.")),
+            NOW,
+            true,
+        ),
+        case(
+            "an encoded dot in a file name, validly signed",
+            &file(&poster.replace(".jpg", "%2Ejpg")),
+            NOW,
+            false,
+        ),
         case("wrong key", &wrong_key, NOW, false),
         case("no token", &poster, NOW, false),
     ];

@@ -543,8 +543,7 @@ fn preflight(options: &StackOptions) -> Result<(), String> {
             PROVIDERS.join(", ")
         ));
     }
-    WebhookSecret::parse(&options.webhook_secret)
-        .map_err(|e| format!("--webhook-secret: {e}"))?;
+    WebhookSecret::parse(&options.webhook_secret).map_err(|e| format!("--webhook-secret: {e}"))?;
     if !transcoder::ffmpeg_available() {
         return Err(
             "ffmpeg and ffprobe are needed to transcode locally: apt-get install ffmpeg (make dev installs it)"

@@ -219,11 +219,14 @@ fn split_pair(pair: &str) -> (&str, &str) {
     pair.split_once('=').unwrap_or((pair, ""))
 }
 
-/// Rejects `.`/`..` segments (also percent-encoded), empty segments and backslashes, so a
-/// token for one directory can never reach another through path tricks.
+/// Rejects `.`/`..` segments (also percent-encoded), empty segments, backslashes and
+/// percent-encoded unreserved characters, so a token for one directory can never reach another
+/// through path tricks, and every rule about a path (e.g. "never an original") judges the
+/// path the origin will fetch: `%6Friginal.mp4` is refused, not taken for a file other than
+/// `original.mp4`.
 fn check_path(path: &str) -> Result<(), TokenError> {
     let body = path.strip_prefix('/').ok_or(TokenError::UnsafePath)?;
-    if path.contains('\\') {
+    if path.contains('\\') || encodes_unreserved(path) {
         return Err(TokenError::UnsafePath);
     }
     let mut segments = body.split('/').peekable();
@@ -239,6 +242,19 @@ fn check_path(path: &str) -> Result<(), TokenError> {
         }
     }
     Ok(())
+}
+
+/// A `%XX` escape of a letter, digit, `-`, `.`, `_` or `~`: never produced by an encoder
+/// (RFC 3986 §2.3), only by someone disguising a path.
+fn encodes_unreserved(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .is_some_and(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+    })
 }
 
 /// `path` is `dir` itself or below it. A `dir` without a trailing `/` still only matches on a
@@ -545,5 +561,39 @@ mod tests {
     #[test]
     fn debug_never_shows_the_key() {
         assert!(!format!("{:?}", key()).contains(KEY));
+    }
+
+    #[test]
+    fn an_encoded_unreserved_character_is_refused_even_when_validly_signed() {
+        let key = key();
+        for path in [
+            "/org-a/exercises/ex-1/video/%6Friginal.mp4",
+            "/org-a/exercises/ex-1/video/u1/poster/p%2Ejpg",
+            "/org-a/%65xercises/ex-1/video/u1/hls/original.m3u8",
+        ] {
+            let url = signed_url(
+                &key,
+                "",
+                path,
+                NOW + 60,
+                &TokenOptions::default(),
+                UrlForm::Query,
+            );
+            assert_eq!(
+                verify(&key, &url, NOW, None),
+                Err(TokenError::UnsafePath),
+                "{path}"
+            );
+        }
+        // Other escapes (a space) are not a disguise.
+        let url = signed_url(
+            &key,
+            "",
+            "/a/b%20c.jpg",
+            NOW + 60,
+            &TokenOptions::default(),
+            UrlForm::Query,
+        );
+        assert!(verify(&key, &url, NOW, None).is_ok());
     }
 }
