@@ -39,7 +39,8 @@ LEAST_PRIVILEGE = {
         "s3:ListBucketVersions",
     },
     "TranscodeStartFunction": {
-        "dynamodb:GetItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket",
+        "dynamodb:GetItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject",
+        "s3:DeleteObjectVersion", "s3:ListBucketVersions",
         "mediaconvert:CreateJob", "iam:PassRole",
         "sqs:SendMessage",  # the on-failure destination SAM wires for async invokes
     },

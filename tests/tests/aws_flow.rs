@@ -877,7 +877,7 @@ async fn uploaded_thumbnail_wins_and_image_uploads_follow_the_key_layout() {
         s.job("complete", EXERCISE, &upload, &job).await["outcome"],
         "ready"
     );
-    let jpeg = b"\xFF\xD8\xFF\xE0 poster bytes".to_vec();
+    let jpeg = b"\xFF\xD8\xFF\xE0 poster bytes \xFF\xD9".to_vec();
     let r = s.intake.handle(api("intake-thumbnail-post.json", EXERCISE, admin(), Some(json!({"filename": "p.jpg", "content_type": "image/jpeg", "size_bytes": jpeg.len()})))).await;
     assert_eq!(r.status(), 201);
     let answer = json_body(&r);
@@ -1147,4 +1147,135 @@ async fn outages_are_errors_so_the_event_is_retried() {
     let report = s.s3_created(&key, "0F", false).await;
     assert_eq!(report["objects"][0]["outcome"], "rejected");
     assert_eq!(s.get(EXERCISE, patient()).await.1["video_status"], "failed");
+}
+
+#[tokio::test]
+async fn checked_instruction_images_are_listed_signed_and_impostors_deleted() {
+    let s = stack().await;
+    let media = |exercise: &'static str| {
+        let playback = &s.playback;
+        async move {
+            let r = playback
+                .handle(api("playback-media-get.json", exercise, patient(), None))
+                .await;
+            (r.status().as_u16(), json_body(&r))
+        }
+    };
+    let upload = |body: Value| {
+        let intake = &s.intake;
+        async move {
+            let r = intake
+                .handle(api(
+                    "intake-instruction-image-post.json",
+                    EXERCISE,
+                    admin(),
+                    Some(body),
+                ))
+                .await;
+            assert_eq!(r.status(), 201, "{}", json_body(&r));
+            json_body(&r)
+        }
+    };
+    // A whole PNG for step-2, before the exercise has any video.
+    let png = [
+        b"\x89PNG\r\n\x1a\n".as_slice(),
+        &[7u8; 64],
+        b"IEND\xaeB`\x82",
+    ]
+    .concat();
+    let answer =
+        upload(json!({"filename": "s.png", "content_type": "image/png", "size_bytes": png.len()}))
+            .await;
+    let key = answer["key"].as_str().unwrap().to_owned();
+    assert_eq!(s.put(&answer["upload"], &png), 200);
+    let report = s.s3_created(&key, "01", true).await;
+    assert_eq!(
+        report["objects"][0]["outcome"], "instruction_image_recorded",
+        "{report}"
+    );
+    let (status, body) = media(EXERCISE).await;
+    assert_eq!(status, 200, "{body}");
+    let steps = body["instructions"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{body}");
+    assert_eq!(steps[0]["content_type"], "image/png");
+    assert!(
+        steps[0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{CF_BASE}/{key}?token=")),
+        "{body}"
+    );
+    assert!(body["expires_at"].is_string());
+    // Another org's exercise is a 404, as for the video.
+    let r = s
+        .playback
+        .handle(api(
+            "playback-media-get.json",
+            EXERCISE,
+            json!({"sub": "p", "org_id": "org-other", "roles": "[patient]"}),
+            None,
+        ))
+        .await;
+    assert_eq!(r.status(), 404);
+
+    // HTML uploaded as image/png (over the good one, same key): deleted, never listed.
+    let html = b"<html><script>alert(1)</script></html>".to_vec();
+    let answer =
+        upload(json!({"filename": "s.png", "content_type": "image/png", "size_bytes": html.len()}))
+            .await;
+    let impostor = answer["key"].as_str().unwrap().to_owned();
+    assert_eq!(s.put(&answer["upload"], &html), 200);
+    let report = s.s3_created(&impostor, "02", false).await;
+    assert_eq!(report["objects"][0]["outcome"], "rejected", "{report}");
+    assert!(
+        s.bucket.head(&impostor).await.unwrap().is_none(),
+        "the impostor is deleted"
+    );
+    let (_, body) = media(EXERCISE).await;
+    let listed: Vec<&str> = body["instructions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["content_type"].as_str().unwrap())
+        .collect();
+    assert!(listed.is_empty(), "{body}");
+
+    // A good image again, then DELETE: 204, gone from the bucket and the list; again 204.
+    let answer =
+        upload(json!({"filename": "s.png", "content_type": "image/png", "size_bytes": png.len()}))
+            .await;
+    assert_eq!(s.put(&answer["upload"], &png), 200);
+    s.s3_created(&key, "03", false).await;
+    assert_eq!(
+        media(EXERCISE).await.1["instructions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let delete = |claims: Value| {
+        let intake = &s.intake;
+        async move {
+            intake
+                .handle(api(
+                    "intake-instruction-image-delete.json",
+                    EXERCISE,
+                    claims,
+                    None,
+                ))
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let stranger = json!({"sub": "a", "org_id": "org-other", "roles": "[admin]"});
+    assert_eq!(delete(stranger).await, 404, "another org's exercise");
+    assert_eq!(delete(patient()).await, 403);
+    assert_eq!(delete(admin()).await, 204);
+    assert!(s.bucket.head(&key).await.unwrap().is_none());
+    assert!(media(EXERCISE).await.1["instructions"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(delete(admin()).await, 204, "idempotent");
 }

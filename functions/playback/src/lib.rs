@@ -209,6 +209,56 @@ fn sign_rendition(
     }
 }
 
+/// `GET /v1/exercises/{id}/media`: the exercise's still images, signed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MediaView {
+    pub exercise_id: String,
+    /// The uploaded poster, else the rendition's; null when there is neither.
+    pub thumbnail_url: Option<String>,
+    /// One per step with a checked image, in step order.
+    pub instructions: Vec<InstructionView>,
+    /// When the signed URLs stop working (RFC 3339); null when nothing is signed.
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstructionView {
+    pub step: String,
+    pub url: String,
+    pub content_type: String,
+}
+
+/// The media view of a record at `now` (same record read, same TTL as the video view).
+pub fn media_view(
+    video: &ExerciseVideo,
+    cdns: &Cdns,
+    now: Timestamp,
+    ttl_seconds: u64,
+) -> Result<MediaView, ApiError> {
+    let expires_at = now.plus_seconds(ttl_seconds);
+    let thumbnail_url = view(video, cdns, now, ttl_seconds)?.video_thumbnail_url;
+    let instructions: Vec<InstructionView> = match &cdns.cloudfront {
+        Some(cdn) => video
+            .instruction_images
+            .iter()
+            .map(|(step, image)| InstructionView {
+                step: step.clone(),
+                url: signed_file(cdn, &image.path, expires_at.unix()),
+                content_type: image.content_type.clone(),
+            })
+            .collect(),
+        None if video.instruction_images.is_empty() => Vec::new(),
+        None => return Err(ApiError::ProviderNotConfigured(Provider::AwsMediaconvert)),
+    };
+    let signed = thumbnail_url.is_some() || !instructions.is_empty();
+    Ok(MediaView {
+        exercise_id: video.exercise_id.to_string(),
+        thumbnail_url,
+        instructions,
+        expires_at: signed.then(|| expires_at.to_rfc3339()),
+    })
+}
+
 /// The view of a record at `now`: pure, so it is tested without HTTP or AWS.
 pub fn view(
     video: &ExerciseVideo,
@@ -334,13 +384,14 @@ impl<S: VideoStore, C: Clock> Playback<S, C> {
             .ok_or(ApiError::NotFound)?;
         // Another org's exercise looks exactly like a missing one.
         http_edge::allowed(authorize(&principal, Action::Read, &video.scope))?;
-        let body = view(
-            &video,
-            &self.config.cdns,
-            self.clock.now(),
-            self.config.ttl_seconds,
-        )?;
-        let cache = cache_control(body.video_status, self.config.ttl_seconds);
+        let (now, ttl) = (self.clock.now(), self.config.ttl_seconds);
+        if req.uri().path().trim_end_matches('/').ends_with("/media") {
+            let body = media_view(&video, &self.config.cdns, now, ttl)?;
+            let cache = cache_control(Some(UploadStatus::Ready), ttl);
+            return Ok(http_edge::json_response(StatusCode::OK, &body, &cache));
+        }
+        let body = view(&video, &self.config.cdns, now, ttl)?;
+        let cache = cache_control(body.video_status, ttl);
         Ok(http_edge::json_response(StatusCode::OK, &body, &cache))
     }
 }

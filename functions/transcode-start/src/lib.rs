@@ -20,9 +20,10 @@ use exvid_shared::aws::s3_event::{self, ObjectCreated};
 use exvid_shared::config::{ConfigError, Env};
 use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::UploadId;
-use exvid_shared::domain::media_keys::{self, OriginalKey, PosterKey};
+use exvid_shared::domain::media_keys::{self, InstructionKey, OriginalKey, PosterKey};
 use exvid_shared::domain::media_probe::{self, Geometry, GeometryProbe};
-use exvid_shared::domain::video::{ErrorCode, ExerciseVideo, UploadError};
+use exvid_shared::domain::media_type::ImageType;
+use exvid_shared::domain::video::{ErrorCode, ExerciseVideo, InstructionImage, UploadError};
 use exvid_shared::media_bucket::{BucketError, MediaBucket};
 use exvid_shared::mediaconvert::client::{SubmitError, Transcoder};
 use exvid_shared::mediaconvert::job;
@@ -152,6 +153,17 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
                 upload_id = tracing::field::Empty,
             );
             return self.original(object, &original).instrument(span).await;
+        }
+        if let Some(image) = media_keys::parse_instruction_key(&object.key) {
+            let span = tracing::info_span!(
+                "instruction_image",
+                exercise_id = %image.exercise_id,
+                step = %image.step
+            );
+            return self
+                .instruction_image(object, &image)
+                .instrument(span)
+                .await;
         }
         if let Some(poster) = media_keys::parse_poster_key(&object.key) {
             let span = tracing::info_span!("poster", exercise_id = %poster.exercise_id);
@@ -324,18 +336,89 @@ impl<S: VideoStore, B: MediaBucket, T: Transcoder, C: Clock> TranscodeStart<S, B
         })
     }
 
+    /// `Some(outcome)` when the image is not to be recorded: gone, or not a whole image of
+    /// its declared type (then deleted, so nothing ever serves it).
+    async fn refused_image(
+        &self,
+        key: &str,
+        declared: ImageType,
+    ) -> Result<Option<ObjectOutcome>, StartError> {
+        let Some(head) = self.bucket.head(key).await? else {
+            return Ok(Some(ObjectOutcome::new(
+                key,
+                "ignored",
+                "object no longer exists",
+            )));
+        };
+        let first = self.bucket.read_range(key, 0, 512).await?;
+        let last = self
+            .bucket
+            .read_range(key, head.size.saturating_sub(32), 32)
+            .await?;
+        if media_probe::image_matches(declared, head.size, &first, &last) {
+            return Ok(None);
+        }
+        tracing::warn!(
+            key = %key,
+            declared = declared.content_type(),
+            size = head.size,
+            "uploaded image is not a whole image of its declared type: deleted, not recorded"
+        );
+        self.bucket.delete_prefix(key).await?;
+        Ok(Some(ObjectOutcome::new(
+            key,
+            "rejected",
+            format!("not a whole {} image", declared.content_type()),
+        )))
+    }
+
+    /// An instruction image whose bytes match its type is recorded on the exercise's record
+    /// (created if the exercise has no video yet).
+    async fn instruction_image(
+        &self,
+        object: &ObjectCreated,
+        image: &InstructionKey,
+    ) -> Result<ObjectOutcome, StartError> {
+        let key = object.key.as_str();
+        if let Some(refused) = self.refused_image(key, image.image).await? {
+            // An earlier image at this key was replaced by these bytes, now deleted.
+            let (path, now) = (media_keys::cdn_path(key), self.clock.now());
+            store::update(
+                &self.store,
+                Write::to(&image.exercise_id),
+                Start::Read,
+                |v| v.forget_instruction_image(image.step.as_str(), &path, now),
+            )
+            .await?;
+            return Ok(refused);
+        }
+        let recorded = InstructionImage {
+            path: media_keys::cdn_path(key),
+            content_type: image.image.content_type().to_owned(),
+        };
+        let now = self.clock.now();
+        let outcome = store::upsert(
+            &self.store,
+            Write::to(&image.exercise_id),
+            Start::Read,
+            || ExerciseVideo::new(image.exercise_id.clone(), image.scope.clone(), now),
+            |v| v.set_instruction_image(&image.scope, image.step.as_str(), recorded.clone(), now),
+        )
+        .await?;
+        Ok(match outcome {
+            Outcome::Ignored(why) => ObjectOutcome::new(key, "ignored", why.to_string()),
+            _ => ObjectOutcome::new(key, "instruction_image_recorded", recorded.path),
+        })
+    }
+
     async fn poster(
         &self,
         object: &ObjectCreated,
         poster: &PosterKey,
     ) -> Result<ObjectOutcome, StartError> {
         let key = object.key.as_str();
-        if self.bucket.head(key).await?.is_none() {
-            return Ok(ObjectOutcome::new(
-                key,
-                "ignored",
-                "object no longer exists",
-            ));
+        if let Some(refused) = self.refused_image(key, ImageType::Jpeg).await? {
+            return Ok(refused);
         }
         let path = media_keys::cdn_path(key);
         let now = self.clock.now();

@@ -27,7 +27,7 @@ use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Scope, StepId, UploadId, UploadIds};
 use exvid_shared::domain::media_keys;
 use exvid_shared::domain::upload_request::{self, ImageSlot, VideoUpload};
-use exvid_shared::domain::video::{ExerciseVideo, PendingUpload, Provider};
+use exvid_shared::domain::video::{ExerciseVideo, Ignored, PendingUpload, Provider};
 use exvid_shared::http_edge::{self, ApiError};
 use exvid_shared::media_bucket::{MediaBucket, PresignedPut, PutConditions, ORIGINAL_TAGGING};
 use exvid_shared::store::{
@@ -195,8 +195,50 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
                 )
                 .await
             }
+            "DELETE /v1/exercises/{id}/instructions/{step}/image" => {
+                let step = StepId::parse(&http_edge::path_param(req, "step").unwrap_or_default())?;
+                self.delete_instruction_image(&principal, &exercise_id, &step)
+                    .await
+            }
             _ => Err(ApiError::NoRoute),
         }
+    }
+
+    /// Deletes step `step`'s image (every type of it) and forgets it on the record. Already
+    /// gone, or an exercise without a record: 204 all the same.
+    async fn delete_instruction_image(
+        &self,
+        principal: &Principal,
+        exercise_id: &ExerciseId,
+        step: &StepId,
+    ) -> Result<Response<Body>, ApiError> {
+        let now = self.clock.now();
+        let outcome = store::write(
+            &self.store,
+            Write::to(exercise_id),
+            Start::Read,
+            |latest| async move {
+                let Some(mut video) = latest else {
+                    return Ok(Decision::Skip(Ignored::NoRecord));
+                };
+                http_edge::allowed(authorize(principal, Action::Delete, &video.scope))?;
+                let prefix = format!(
+                    "{}instructions/{step}/",
+                    media_keys::exercise_prefix(&video.scope, exercise_id)
+                );
+                let objects = self.bucket.delete_prefix(&prefix).await?;
+                tracing::info!(objects, step = %step, "instruction image deleted");
+                Ok::<_, ApiError>(match video.remove_instruction_image(step.as_str(), now) {
+                    Ok(()) => Decision::Put(video, ()),
+                    Err(why) => Decision::Skip(why),
+                })
+            },
+        )
+        .await?;
+        if let Outcome::Ignored(why) = outcome {
+            tracing::info!(reason = %why, "no image recorded for the step");
+        }
+        Ok(no_content())
     }
 
     /// The scope an upload goes to: the stored one (fixed by the first upload), else the one

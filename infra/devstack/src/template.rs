@@ -351,7 +351,12 @@ mod tests {
             .collect();
         keys.sort();
         let expected = [
+            (
+                "DELETE /v1/exercises/{id}/instructions/{step}/image",
+                "upload-intake",
+            ),
             ("DELETE /v1/exercises/{id}/video", "upload-intake"),
+            ("GET /v1/exercises/{id}/media", "playback"),
             ("GET /v1/exercises/{id}/video", "playback"),
             (
                 "POST /v1/exercises/{id}/instructions/{step}/image",

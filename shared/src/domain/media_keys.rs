@@ -109,6 +109,29 @@ pub fn parse_poster_key(key: &str) -> Option<PosterKey> {
     (rest == "thumbnail/poster.jpg").then_some(PosterKey { scope, exercise_id })
 }
 
+/// An uploaded instruction image's key, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstructionKey {
+    pub scope: Scope,
+    pub exercise_id: ExerciseId,
+    pub step: StepId,
+    pub image: ImageType,
+}
+
+/// Recognises `{scope}/exercises/{id}/instructions/{step}/image.{ext}`.
+pub fn parse_instruction_key(key: &str) -> Option<InstructionKey> {
+    let (scope, exercise_id, rest) = split_exercise_key(key)?;
+    let rest = rest.strip_prefix("instructions/")?;
+    let (step, file) = rest.split_once('/')?;
+    let ext = file.strip_prefix("image.")?;
+    Some(InstructionKey {
+        scope,
+        exercise_id,
+        step: StepId::parse(step).ok()?,
+        image: ImageType::from_extension(ext).filter(|i| i.extension() == ext)?,
+    })
+}
+
 /// `{scope}/exercises/{id}/{rest}` with both ids valid.
 fn split_exercise_key(key: &str) -> Option<(Scope, ExerciseId, &str)> {
     let mut parts = key.splitn(4, '/');
@@ -183,6 +206,24 @@ mod tests {
             ExerciseId::parse("ex-42").unwrap(),
             UploadId::parse("0190f5a2-7c3b-7d4e").unwrap(),
         )
+    }
+
+    #[test]
+    fn instruction_keys_round_trip_and_others_are_not_instructions() {
+        let scope = Scope::parse("clinic-9").unwrap();
+        let ex = ExerciseId::parse("ex-42").unwrap();
+        let step = StepId::parse("3").unwrap();
+        let key = instruction_image_key(&scope, &ex, &step, ImageType::Png);
+        let parsed = parse_instruction_key(&key).unwrap();
+        assert_eq!((parsed.step.as_str(), parsed.image), ("3", ImageType::Png));
+        for other in [
+            "clinic-9/exercises/ex-42/instructions/3/image.exe",
+            "clinic-9/exercises/ex-42/instructions/3/other.png",
+            "clinic-9/exercises/ex-42/instructions/../image.png",
+            "clinic-9/exercises/ex-42/thumbnail/poster.jpg",
+        ] {
+            assert_eq!(parse_instruction_key(other), None, "{other}");
+        }
     }
 
     #[test]

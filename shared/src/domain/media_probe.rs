@@ -5,7 +5,7 @@
 //! Reading is bounded and defensive: the bytes come from anyone with an upload URL. Sizes in box
 //! and element headers are checked against the buffer; nothing here can panic or loop forever.
 
-use crate::domain::media_type::VideoContainer;
+use crate::domain::media_type::{ImageType, VideoContainer};
 
 /// How many leading bytes the sniffer and the geometry probe want first.
 pub const HEAD_BYTES: u64 = 64 * 1024;
@@ -18,6 +18,42 @@ pub const MAX_MOOV_BYTES: u64 = 8 * 1024 * 1024;
 /// `mdat`, `wide`, `free`, `skip`); the `ftyp` brand `qt  ` marks QuickTime. WebM is an EBML
 /// document (`1A 45 DF A3`) whose DocType is `webm` (Matroska's `matroska` is refused: MediaConvert
 /// reads it, but browsers that record WebM never produce it and the API promises WebM).
+/// Whether an object of `size` bytes, whose first bytes are `head` and last bytes `tail`, is a
+/// whole image of the declared type: the magic bytes at the start and, where the format has
+/// one, its end marker at the end (a truncated upload fails). HTML or a script uploaded as an
+/// image fails too.
+pub fn image_matches(declared: ImageType, size: u64, head: &[u8], tail: &[u8]) -> bool {
+    match declared {
+        ImageType::Jpeg => head.starts_with(&[0xFF, 0xD8, 0xFF]) && tail.ends_with(&[0xFF, 0xD9]),
+        ImageType::Png => {
+            head.starts_with(b"\x89PNG\r\n\x1a\n")
+                && tail.ends_with(&[0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82])
+        }
+        ImageType::Webp => {
+            head.len() >= 12
+                && &head[..4] == b"RIFF"
+                && &head[8..12] == b"WEBP"
+                && u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]])) + 8 == size
+        }
+        ImageType::Svg => {
+            let text = |b: &[u8]| match std::str::from_utf8(b) {
+                Ok(t) => Some(t.to_owned()),
+                Err(e) if b.len() - e.valid_up_to() < 4 => {
+                    Some(String::from_utf8_lossy(&b[..e.valid_up_to()]).into_owned())
+                }
+                Err(_) => None,
+            };
+            let (Some(start), Some(end)) = (text(head), text(tail)) else {
+                return false;
+            };
+            let start = start.trim_start_matches('\u{feff}').trim_start();
+            (start.starts_with("<?xml") || start.starts_with("<svg") || start.starts_with("<!--"))
+                && start.contains("<svg")
+                && end.trim_end().ends_with("</svg>")
+        }
+    }
+}
+
 pub fn sniff(head: &[u8]) -> Option<VideoContainer> {
     if head.len() >= 12 {
         let box_type = &head[4..8];
@@ -534,5 +570,28 @@ mod tests {
         for cut in 0..file.len() {
             let _ = probe_geometry(VideoContainer::Webm, &file[..cut]);
         }
+    }
+
+    #[test]
+    fn images_must_be_whole_and_what_they_claim() {
+        use crate::domain::media_type::ImageType::*;
+        let png = [b"\x89PNG\r\n\x1a\n".as_slice(), b"...", b"IEND\xaeB`\x82"].concat();
+        assert!(image_matches(Png, png.len() as u64, &png, &png));
+        // Truncated: the end marker is missing.
+        assert!(!image_matches(Png, 11, &png[..11], &png[..11]));
+        let html = b"<html><script>alert(1)</script></html>";
+        for t in [Png, Jpeg, Webp, Svg] {
+            assert!(!image_matches(t, html.len() as u64, html, html), "{t:?}");
+        }
+        let jpeg = b"\xFF\xD8\xFF\xE0 pixels \xFF\xD9";
+        assert!(image_matches(Jpeg, jpeg.len() as u64, jpeg, jpeg));
+        assert!(!image_matches(Png, jpeg.len() as u64, jpeg, jpeg));
+        let svg = b"<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"><script>x()</script></svg>\n";
+        // An SVG is an SVG even with a script: serving it under a CSP is what makes it safe.
+        assert!(image_matches(Svg, svg.len() as u64, svg, svg));
+        let mut webp = b"RIFF\x08\x00\x00\x00WEBPVP8 ".to_vec();
+        assert!(image_matches(Webp, webp.len() as u64, &webp, &webp));
+        webp.truncate(14);
+        assert!(!image_matches(Webp, webp.len() as u64, &webp, &webp));
     }
 }

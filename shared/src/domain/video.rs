@@ -6,6 +6,7 @@
 //! the [lifecycle](crate::domain::lifecycle), so handlers stay thin and duplicate or out-of-order events
 //! become [`Ignored`] instead of regressions.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -135,6 +136,13 @@ impl PendingUpload {
     }
 }
 
+/// An instruction image as recorded: where the CDN serves it and what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstructionImage {
+    pub path: String,
+    pub content_type: String,
+}
+
 /// What the API reports as `video_status`: the state of the latest upload, `None` when the
 /// exercise has no video at all.
 pub type VideoStatus = Option<UploadStatus>;
@@ -151,6 +159,10 @@ pub struct ExerciseVideo {
     /// CDN path of a poster an admin uploaded: shown instead of any generated one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploaded_thumbnail: Option<String>,
+    /// Instruction images by step: their CDN path and content type, recorded once their bytes
+    /// were checked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instruction_images: BTreeMap<String, InstructionImage>,
     /// Bunny videos a newer upload replaced whose deletion at Bunny is not confirmed yet. Their
     /// pointers stay until it is, so late webhooks for them still resolve (and are ignored);
     /// handlers with a Bunny client delete them and drop them at their next write.
@@ -219,6 +231,7 @@ impl ExerciseVideo {
             current: None,
             pending: None,
             uploaded_thumbnail: None,
+            instruction_images: BTreeMap::new(),
             retired_bunny_videos: Vec::new(),
             version: 0,
             created_at: now,
@@ -539,6 +552,49 @@ impl ExerciseVideo {
         {
             return Err(Ignored::Unchanged);
         }
+        self.touch(now);
+        Ok(())
+    }
+
+    /// Records step `step`'s image (its bytes were checked); the same image again changes
+    /// nothing.
+    pub fn set_instruction_image(
+        &mut self,
+        scope: &Scope,
+        step: &str,
+        image: InstructionImage,
+        now: Timestamp,
+    ) -> Result<(), Ignored> {
+        self.in_scope(scope)?;
+        if self.instruction_images.get(step) == Some(&image) {
+            return Err(Ignored::Unchanged);
+        }
+        self.instruction_images.insert(step.to_owned(), image);
+        self.touch(now);
+        Ok(())
+    }
+
+    /// Step `step` has no image any more (deleted by an admin).
+    pub fn remove_instruction_image(&mut self, step: &str, now: Timestamp) -> Result<(), Ignored> {
+        if self.instruction_images.remove(step).is_none() {
+            return Err(Ignored::Unchanged);
+        }
+        self.touch(now);
+        Ok(())
+    }
+
+    /// The bytes at `path` are gone (deleted as not a whole image): step `step` no longer
+    /// lists them.
+    pub fn forget_instruction_image(
+        &mut self,
+        step: &str,
+        path: &str,
+        now: Timestamp,
+    ) -> Result<(), Ignored> {
+        if self.instruction_images.get(step).map(|i| i.path.as_str()) != Some(path) {
+            return Err(Ignored::Unchanged);
+        }
+        self.instruction_images.remove(step);
         self.touch(now);
         Ok(())
     }
