@@ -103,6 +103,7 @@ browser: tools venv system-tools chromium npm build
 template: venv
 	$(PY) infra/check_template.py
 	$(PY) infra/test_check_template.py
+	$(PY) infra/check_openapi.py
 
 test: fmt-check clippy unit edge browser template
 	@read -r passed failed ignored < target/test-counts; read -r epassed efailed < target/edge-counts; \
