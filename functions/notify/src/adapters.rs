@@ -21,8 +21,7 @@ impl EventBus for EventBridgeBus {
         // PutEvents takes 10 entries per call.
         for chunk in events.chunks(10) {
             let entries = chunk.iter().map(|e| {
-                let mut detail: serde_json::Value =
-                    serde_json::from_str(&e.body()).unwrap_or_default();
+                let mut detail = serde_json::to_value(e).unwrap_or_default();
                 detail["id"] = serde_json::json!(e.id);
                 PutEventsRequestEntry::builder()
                     .event_bus_name(&self.bus_name)

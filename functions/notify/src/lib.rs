@@ -220,11 +220,12 @@ impl<B: EventBus, Q: DeliveryQueue, P: WebhookPoster, C: Clock> Notify<B, Q, P, 
         let deliveries: Vec<Delivery> = events
             .iter()
             .flat_map(|e| {
-                self.config.subscribers.iter().map(|url| Delivery {
+                let body = e.body();
+                self.config.subscribers.iter().map(move |url| Delivery {
                     subscriber: url.clone(),
                     id: e.id.clone(),
                     kind: e.kind.as_str().to_owned(),
-                    body: e.body(),
+                    body: body.clone(),
                 })
             })
             .collect();
