@@ -22,6 +22,7 @@ use devstack::moto::Moto;
 use exvid_shared::aws::dynamo::DynamoStore;
 use exvid_shared::aws::s3::S3Bucket;
 
+pub mod contract;
 pub mod fake_bunny;
 pub mod fake_mediaconvert;
 pub mod http1;

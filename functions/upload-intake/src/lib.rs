@@ -27,7 +27,7 @@ use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Scope, StepId, UploadId, UploadIds};
 use exvid_shared::domain::media_keys;
 use exvid_shared::domain::upload_request::{self, ImageSlot, VideoUpload};
-use exvid_shared::domain::video::{ExerciseVideo, Ignored, PendingUpload, Provider};
+use exvid_shared::domain::video::{ExerciseVideo, PendingUpload, Provider};
 use exvid_shared::http_edge::{self, ApiError};
 use exvid_shared::media_bucket::{MediaBucket, PresignedPut, PutConditions, ORIGINAL_TAGGING};
 use exvid_shared::store::{
@@ -218,8 +218,9 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
             Write::to(exercise_id),
             Start::Read,
             |latest| async move {
+                // No record is a 404, like another org's: a 204 here would tell them apart.
                 let Some(mut video) = latest else {
-                    return Ok(Decision::Skip(Ignored::NoRecord));
+                    return Err(ApiError::NotFound);
                 };
                 http_edge::allowed(authorize(principal, Action::Delete, &video.scope))?;
                 let prefix = format!(
@@ -489,9 +490,10 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
             Write::to(exercise_id),
             Start::Read,
             |latest| async move {
+                // No record (never uploaded, or already deleted) is a 404, like another org's
+                // exercise: a 204 here would tell the two apart. The effect is idempotent.
                 let Some(video) = latest else {
-                    tracing::info!("nothing to delete");
-                    return Ok(Decision::Delete(()));
+                    return Err(ApiError::NotFound);
                 };
                 http_edge::allowed(authorize(principal, Action::Delete, &video.scope))?;
                 self.delete_assets(exercise_id, &video).await?;

@@ -14,6 +14,7 @@ pub mod local;
 pub mod mediaconvert;
 pub mod moto;
 pub mod object_store;
+pub mod openapi;
 pub mod runtime_api;
 pub mod s3_events;
 pub mod stack;
