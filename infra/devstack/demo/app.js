@@ -4,6 +4,8 @@
 
 const $ = (id) => document.getElementById(id);
 const TYPES = { mp4: 'video/mp4', mov: 'video/quicktime', webm: 'video/webm' };
+const IMAGE_TYPES = { jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp', svg: 'image/svg+xml' };
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 let hls = null;
 let polling = null;
 
@@ -19,10 +21,11 @@ async function token() {
   return (await r.json()).token;
 }
 
-async function api(method, body) {
+// `path` is below the exercise: /video, /media, /thumbnail, /instructions/{step}/image.
+async function api(method, body, path = '/video') {
   const headers = { authorization: `Bearer ${await token()}`, 'x-exvid-provider': $('provider').value };
   if (body) headers['content-type'] = 'application/json';
-  const r = await fetch(`/v1/exercises/${encodeURIComponent($('exercise').value)}/video`, {
+  const r = await fetch(`/v1/exercises/${encodeURIComponent($('exercise').value)}${path}`, {
     method, headers, body: body ? JSON.stringify(body) : undefined,
   });
   const text = await r.text();
@@ -37,7 +40,7 @@ function setUploadProgress(percent) {
   $('upload-percent').textContent = `${p}%`;
 }
 
-function putToS3(upload, file) {
+function putToS3(upload, file, onProgress = setUploadProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('PUT', upload.url);
@@ -45,7 +48,7 @@ function putToS3(upload, file) {
     for (const [k, v] of Object.entries(upload.headers || {})) {
       if (k.toLowerCase() !== 'content-length') xhr.setRequestHeader(k, v);
     }
-    xhr.upload.onprogress = (e) => e.lengthComputable && setUploadProgress((100 * e.loaded) / e.total);
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress((100 * e.loaded) / e.total);
     xhr.onload = () => (xhr.status < 300 ? resolve() : reject(new Error(`S3 answered ${xhr.status}`)));
     xhr.onerror = () => reject(new Error('S3 upload failed'));
     xhr.send(file);
@@ -95,7 +98,7 @@ async function uploadFile() {
 }
 
 function show(v) {
-  $('status').textContent = v.video_status || 'none';
+  $('status').textContent = v.video_status || 'no video yet';
   $('transcode').textContent = v.video_status === 'processing' && v.video_progress != null
     ? `(${v.video_progress}%)` : '';
   $('error').textContent = v.video_error ? `${v.video_error_code}: ${v.video_error}` : '';
@@ -130,7 +133,8 @@ function play(v) {
 async function refresh() {
   const r = await api('GET');
   if (r.status === 404) {
-    $('status').textContent = 'no video';
+    $('status').textContent = 'no video yet';
+    $('transcode').textContent = '(upload one above)';
     return 'none';
   }
   if (r.status !== 200) {
@@ -189,6 +193,75 @@ async function remove() {
   $('download').hidden = true;
   setUploadProgress(0);
   await refresh();
+  await showMedia();
+}
+
+// Images: the thumbnail and one image per instruction step, signed by GET …/media. An image
+// is listed once its Object Created event found a whole image of the declared type.
+function imageRow(i) {
+  const li = document.createElement('li');
+  li.dataset.step = i.step;
+  const img = document.createElement('img');
+  img.src = i.url;
+  img.alt = `step ${i.step}`;
+  const name = document.createElement('span');
+  name.textContent = `step ${i.step} (${i.content_type})`;
+  const replace = document.createElement('input');
+  replace.type = 'file';
+  replace.accept = $('step-file').accept;
+  replace.title = `replace step ${i.step}`;
+  replace.onchange = () => replace.files[0] && uploadImage(i.step, replace.files[0]).catch((e) => log(`error: ${e}`));
+  const del = document.createElement('button');
+  del.type = 'button';
+  del.textContent = 'Delete';
+  del.onclick = () => deleteImage(i.step).catch((e) => log(`error: ${e}`));
+  li.append(img, name, replace, del);
+  return li;
+}
+
+async function showMedia() {
+  const r = await api('GET', null, '/media');
+  const m = r.status === 200 ? r.json : { thumbnail_url: null, instructions: [] };
+  if (r.status !== 200 && r.status !== 404) log(`media: ${r.status} ${JSON.stringify(r.json)}`);
+  $('thumbnail').hidden = !m.thumbnail_url;
+  if (m.thumbnail_url) $('thumbnail').src = m.thumbnail_url;
+  $('thumbnail-none').textContent = m.thumbnail_url ? '' : 'no thumbnail';
+  const rows = m.instructions.map(imageRow);
+  if (!rows.length) {
+    const li = document.createElement('li');
+    li.textContent = 'no instruction images yet';
+    rows.push(li);
+  }
+  $('steps').replaceChildren(...rows);
+  return m;
+}
+
+// Uploads to `step` (or the thumbnail when step is null), then waits for it to be listed.
+async function uploadImage(step, file) {
+  const ext = (file.name.split('.').pop() || '').toLowerCase();
+  const path = step == null ? '/thumbnail' : `/instructions/${encodeURIComponent(step)}/image`;
+  const r = await api('POST', { filename: file.name, content_type: IMAGE_TYPES[ext] || file.type, size_bytes: file.size }, path);
+  if (r.status !== 201) {
+    log(`image refused: ${r.status} ${r.json ? r.json.title || r.json.message : ''}`);
+    return;
+  }
+  await putToS3(r.json.upload, file, () => {});
+  const what = step == null ? 'thumbnail' : `step ${step}`;
+  log(`${what} uploaded; listed once its bytes are checked`);
+  const listed = (m) => (step == null
+    ? m.thumbnail_url && new URL(m.thumbnail_url).pathname.endsWith(r.json.key)
+    : m.instructions.some((i) => i.step === step && new URL(i.url).pathname.endsWith(r.json.key)));
+  for (let i = 0; i < 40; i += 1) {
+    if (listed(await showMedia())) { log(`${what} listed`); return; }
+    await sleep(500);
+  }
+  log(`${what} was not listed: its bytes are not a whole ${IMAGE_TYPES[ext] || file.type}`);
+}
+
+async function deleteImage(step) {
+  const r = await api('DELETE', null, `/instructions/${encodeURIComponent(step)}/image`);
+  log(`delete step ${step} image: ${r.status}`);
+  await showMedia();
 }
 
 async function init() {
@@ -203,7 +276,16 @@ async function init() {
   $('upload').onclick = () => uploadFile().catch((e) => log(`error: ${e}`));
   $('refresh').onclick = () => refresh();
   $('delete').onclick = () => remove().catch((e) => log(`error: ${e}`));
+  $('step-upload').onclick = () => {
+    const file = $('step-file').files[0];
+    if (!file) { log('pick an image first'); return; }
+    uploadImage($('step').value, file).catch((e) => log(`error: ${e}`));
+  };
+  $('thumbnail-file').onchange = () => $('thumbnail-file').files[0]
+    && uploadImage(null, $('thumbnail-file').files[0]).catch((e) => log(`error: ${e}`));
+  $('exercise').onchange = () => { refresh(); showMedia(); };
   refresh();
+  showMedia();
   listen();
 }
 

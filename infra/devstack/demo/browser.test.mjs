@@ -1,12 +1,13 @@
 // Browser end-to-end test: the real devstack, the demo page in headless Debian Chromium
 // (playwright-core, no downloaded browsers). For each provider it uploads a clip through the
 // page, waits for the progress bar to reach 100% and the status to become ready, and checks
-// that the <video> element plays (currentTime advances). Screenshots of failures are kept in
-// target/browser-failures/.
+// that the <video> element plays (currentTime advances). It also manages instruction images
+// through the page (an SVG carrying a script is served under a CSP that stops it) and renders
+// the API reference offline. Screenshots of failures are kept in target/browser-failures/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,11 @@ let stack;
 let urls;
 let browser;
 const clip = join(tmpdir(), `exvid-browser-${process.pid}.mp4`);
+const still = (ext) => join(tmpdir(), `exvid-browser-${process.pid}.${ext}`);
+// An SVG that marks the document when its script runs.
+const HOSTILE_SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40">'
+  + '<rect width="40" height="40" fill="teal"/>'
+  + '<script>document.documentElement.setAttribute("data-ran", "yes")</script></svg>';
 
 function startStack() {
   return new Promise((resolve, reject) => {
@@ -57,6 +63,10 @@ before(async () => {
     '-f', 'lavfi', '-i', 'sine=frequency=440:duration=6',
     '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', clip,
   ]);
+  for (const [ext, colour] of [['png', 'red'], ['jpg', 'blue']]) {
+    execFileSync('ffmpeg', ['-nostdin', '-y', '-loglevel', 'error', '-f', 'lavfi',
+      '-i', `color=c=${colour}:s=64x48`, '-frames:v', '1', still(ext)]);
+  }
   await startStack();
   browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -72,7 +82,101 @@ after(async () => {
     stack.kill('SIGINT');
     await exited;
   }
-  rmSync(clip, { force: true });
+  for (const f of [clip, still('png'), still('jpg')]) rmSync(f, { force: true });
+});
+
+// Runs `body(page, lines)`; on failure keeps a screenshot and adds the page's log.
+async function onPage(name, body) {
+  const page = await browser.newPage();
+  const lines = [];
+  page.on('console', (m) => lines.push(`console: ${m.text()}`));
+  page.on('pageerror', (e) => lines.push(`page error: ${e.message}`));
+  try {
+    await body(page, lines);
+  } catch (e) {
+    mkdirSync(failures, { recursive: true });
+    await page.screenshot({ path: join(failures, `${name}.png`), fullPage: true }).catch(() => {});
+    e.message += `\n${lines.join('\n')}\nlog: ${await page.textContent('#log').catch(() => '')}`;
+    throw e;
+  } finally {
+    await page.close();
+  }
+}
+
+// Waits until the page's log has said `text` `times` times.
+const logSays = (page, text, times = 1) => page.waitForFunction(
+  ([t, n]) => document.querySelector('#log').textContent.split(t).length > n, [text, times], { timeout: 30_000 },
+);
+
+test('the demo page manages instruction images; a scripted SVG is served inert', { timeout: 120_000 }, async () => {
+  await onPage('images', async (page) => {
+    await page.goto(`${urls.gateway}/`);
+    await page.fill('#exercise', 'ex-browser-images');
+    await page.dispatchEvent('#exercise', 'change');
+    // An exercise without a video says so.
+    await page.waitForFunction(() => document.querySelector('#status').textContent === 'no video yet');
+    const upload = async (step, file) => {
+      await page.fill('#step', step);
+      await page.setInputFiles('#step-file', file);
+      await page.click('#step-upload');
+    };
+    await upload('1', { name: 'step.svg', mimeType: 'image/svg+xml', buffer: Buffer.from(HOSTILE_SVG) });
+    await logSays(page, 'step 1 listed');
+    await upload('2', still('png'));
+    await logSays(page, 'step 2 listed');
+    // Text declared as PNG is refused by its bytes and never listed.
+    await upload('3', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('just some text, not a PNG\n') });
+    await logSays(page, 'step 3 was not listed');
+    assert.equal(await page.$('#steps li[data-step="3"]'), null);
+    // Listed images load from the CDN, signed.
+    await page.waitForFunction(() => document.querySelector('#steps li[data-step="2"] img').naturalWidth === 64);
+    // Replace step 2 in its row, then delete step 1, and upload a thumbnail.
+    await page.setInputFiles('#steps li[data-step="2"] input[type=file]', still('jpg'));
+    await logSays(page, 'step 2 listed', 2);
+    await page.waitForFunction(() => document.querySelector('#steps li[data-step="2"]').textContent.includes('image/jpeg'));
+    await page.setInputFiles('#thumbnail-file', still('jpg'));
+    await logSays(page, 'thumbnail listed');
+    await page.waitForFunction(() => document.querySelector('#thumbnail').naturalWidth === 64);
+
+    // Opened on its own (where an SVG's script would run), the signed SVG stays inert. The
+    // same document served without the CSP runs its script: the test can tell.
+    const svgUrl = await page.getAttribute('#steps li[data-step="1"] img', 'src');
+    const svg = await browser.newPage();
+    try {
+      const r = await svg.goto(svgUrl);
+      assert.equal(r.status(), 200, svgUrl);
+      assert.match(r.headers()['content-security-policy'], /sandbox/);
+      assert.equal(r.headers()['x-content-type-options'], 'nosniff');
+      assert.equal(await svg.evaluate(() => document.documentElement.getAttribute('data-ran')), null);
+      const control = `${urls.gateway}/control.svg`;
+      await svg.route(control, (route) => route.fulfill({ contentType: 'image/svg+xml', body: HOSTILE_SVG }));
+      await svg.goto(control);
+      assert.equal(await svg.evaluate(() => document.documentElement.getAttribute('data-ran')), 'yes');
+    } finally {
+      await svg.close();
+    }
+    await page.click('#steps li[data-step="1"] button');
+    await page.waitForFunction(() => !document.querySelector('#steps li[data-step="1"]'));
+  });
+});
+
+test('the API reference renders docs/openapi.yaml from local files only', { timeout: 60_000 }, async () => {
+  await onPage('docs', async (page) => {
+    // Redoc's one outside link (its logo on cdn.redoc.ly) is stopped by the page's CSP: no
+    // response may come from anywhere but the local cloud.
+    const local = (u) => u.startsWith(urls.gateway) || /^(data|blob):/.test(u);
+    const elsewhere = [];
+    page.on('response', (r) => { if (!local(r.url())) elsewhere.push(r.url()); });
+    await page.goto(`${urls.gateway}/`);
+    await page.click('a[href="/docs"]');
+    await page.waitForFunction(() => document.body.textContent.includes('Status and short-lived signed playback URLs'), null, { timeout: 30_000 });
+    for (const op of ['startVideoUpload', 'getMedia', 'deleteInstructionImage']) {
+      assert.ok(await page.$(`[id*="${op}"]`), `${op} is rendered`);
+    }
+    assert.deepEqual(elsewhere, []);
+    const spec = await (await page.request.get(`${urls.gateway}/openapi.yaml`)).text();
+    assert.equal(spec, readFileSync(join(root, 'docs/openapi.yaml'), 'utf8'));
+  });
 });
 
 for (const provider of ['bunny_stream', 'aws_mediaconvert']) {

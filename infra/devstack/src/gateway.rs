@@ -51,6 +51,8 @@ pub struct Gateway {
     pub cors: BucketCors,
     pub demo_dir: PathBuf,
     pub vendor: Vec<(&'static str, PathBuf)>,
+    /// `docs/openapi.yaml`, served at `/openapi.yaml` and rendered at `/docs`.
+    pub spec: PathBuf,
     /// JSON the page reads at start (CDN origins etc.), served at `/local/config`.
     pub page_config: Value,
     pub say: Say,
@@ -230,7 +232,8 @@ impl Gateway {
         let path = req.uri().path().to_owned();
         let r = self.route(req).await;
         // Page assets and preflights are noise; every API call is a line.
-        if !(path.starts_with("/demo/") || path == "/" || method == Method::OPTIONS) {
+        let page = path.starts_with("/demo/") || path.starts_with("/docs") || path == "/";
+        if !(page || path == "/openapi.yaml" || method == Method::OPTIONS) {
             (self.say)(format!(
                 "gateway: {method} {path} -> {} ({} ms)",
                 r.status().as_u16(),
@@ -438,10 +441,12 @@ impl Gateway {
         )
     }
 
-    /// The demo page and its vendored scripts.
+    /// The demo page, the API reference and their vendored scripts.
     fn page(&self, path: &str) -> Option<Resp> {
         let file = match path {
             "/" | "/demo/" | "/demo/index.html" => self.demo_dir.join("index.html"),
+            "/docs" | "/docs/" => self.demo_dir.join("docs.html"),
+            "/openapi.yaml" => self.spec.clone(),
             "/local/config" => {
                 return Some(json_response(StatusCode::OK, &self.page_config));
             }
@@ -449,7 +454,7 @@ impl Gateway {
                 let name = p.strip_prefix("/demo/")?;
                 if let Some((_, f)) = self.vendor.iter().find(|(n, _)| *n == name) {
                     f.clone()
-                } else if matches!(name, "app.js" | "style.css") {
+                } else if matches!(name, "app.js" | "style.css" | "docs.js") {
                     self.demo_dir.join(name)
                 } else {
                     return Some(gateway_message(StatusCode::NOT_FOUND, "Not Found"));
@@ -463,8 +468,14 @@ impl Gateway {
                     content_type_for(&file.display().to_string()),
                     bytes,
                 );
-                r.headers_mut()
-                    .insert("cache-control", http::HeaderValue::from_static("no-cache"));
+                let h = r.headers_mut();
+                h.insert("cache-control", http::HeaderValue::from_static("no-cache"));
+                if path.starts_with("/docs") {
+                    h.insert(
+                        "content-security-policy",
+                        http::HeaderValue::from_static(DOCS_CSP),
+                    );
+                }
                 r
             }
             Err(_) => response(
@@ -478,6 +489,10 @@ impl Gateway {
         })
     }
 }
+
+/// The API reference loads nothing from elsewhere: Redoc, the spec, its search worker.
+const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'";
 
 #[cfg(test)]
 mod tests {

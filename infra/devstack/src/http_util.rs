@@ -124,6 +124,7 @@ pub fn content_type_for(path: &str) -> &'static str {
         "js" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
         "json" => "application/json",
+        "yaml" | "yml" => "application/yaml",
         _ => "application/octet-stream",
     }
 }

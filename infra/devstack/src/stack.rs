@@ -105,6 +105,10 @@ fn vendor_files() -> Vec<(&'static str, PathBuf)> {
             "vendor/tus.min.js",
             modules.join("tus-js-client/dist/tus.min.js"),
         ),
+        (
+            "vendor/redoc.standalone.js",
+            modules.join("redoc/bundles/redoc.standalone.js"),
+        ),
     ]
 }
 
@@ -481,6 +485,7 @@ fn gateway(
         cors: template.api_cors().map_err(|e| e.to_string())?,
         demo_dir: repo_root().join("infra/devstack/demo"),
         vendor: vendor_files(),
+        spec: repo_root().join("docs/openapi.yaml"),
         page_config: json!({
             "providers": PROVIDERS,
             "default_provider": default_provider,
