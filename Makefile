@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 CARGO   ?= cargo
 export EXVID_VENV := $(abspath $(VENV))
 
-.PHONY: help dev dev-lossy test tools system-tools chromium venv npm fmt-check clippy build unit edge browser template bench invoke clean
+.PHONY: help dev dev-lossy test tools system-tools chromium venv npm fmt-check clippy build unit edge browser template contract bench invoke clean
 
 help:
 	@echo "make dev    - run the local cloud: moto, every function, gateway, CDNs, Bunny + MediaConvert stand-ins, demo page"
@@ -105,11 +105,16 @@ template: venv
 	$(PY) infra/test_check_template.py
 	$(PY) infra/check_openapi.py
 
-test: fmt-check clippy unit edge browser template
+# Schemathesis against the running local cloud, as four roles, held to docs/openapi.yaml.
+contract: venv system-tools build
+	$(PY) infra/contract_fuzz.py
+
+test: fmt-check clippy unit edge browser template contract
 	@read -r passed failed ignored < target/test-counts; read -r epassed efailed < target/edge-counts; \
-	  read -r bpassed bfailed < target/browser-counts; \
+	  read -r bpassed bfailed < target/browser-counts; read -r fuzzed ffailed < target/schemathesis-counts; \
 	  cat target/e2e-timing.txt 2>/dev/null || true; \
-	  echo "make test: fmt, clippy, template checks ok; cargo ($$passed), node ($$epassed) and browser ($$bpassed) tests below"; \
+	  echo "make test: fmt, clippy, template checks ok; schemathesis: $$fuzzed generated requests, $$ffailed failed runs"; \
+	  echo "make test: cargo ($$passed), node ($$epassed) and browser ($$bpassed) tests below"; \
 	  echo "tests: $$((passed + epassed + bpassed)) passed, $$((failed + efailed + bfailed)) failed, $$ignored skipped"
 
 # --- measure ----------------------------------------------------------------------------------

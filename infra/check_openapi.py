@@ -19,6 +19,20 @@ class Loader(yaml.SafeLoader):
 Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
+def bad_examples(spec):
+    """Every schema's `example` is valid against that schema (JSON Schema 2020-12)."""
+    from jsonschema import Draft202012Validator
+
+    failures = []
+    for name, schema in spec["components"]["schemas"].items():
+        if "example" not in schema:
+            continue
+        root = {**schema, "components": spec["components"]}
+        for error in Draft202012Validator(root).iter_errors(schema["example"]):
+            failures.append(f"example of {name}: {error.message} at {list(error.path)}")
+    return failures
+
+
 def main():
     with open(os.path.join(ROOT, "docs", "openapi.yaml"), encoding="utf-8") as f:
         spec = yaml.safe_load(f)
@@ -47,6 +61,7 @@ def main():
         emitted = set(re.findall(r'"(video\.[a-z]+)"', f.read()))
     if set(spec.get("webhooks", {})) != emitted:
         failures.append(f"webhooks {sorted(spec.get('webhooks', {}))} != emitted {sorted(emitted)}")
+    failures += bad_examples(spec)
     if failures:
         print("openapi check failed:", *failures, sep="\n  - ", file=sys.stderr)
         sys.exit(1)
