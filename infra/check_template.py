@@ -36,7 +36,7 @@ LEAST_PRIVILEGE = {
     "UploadIntakeFunction": {
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
         "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:DeleteObjectVersion",
-        "s3:ListBucketVersions",
+        "s3:ListBucketVersions", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload",
     },
     "TranscodeStartFunction": {
         "dynamodb:GetItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject",

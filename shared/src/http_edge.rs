@@ -97,6 +97,13 @@ pub enum ApiError {
     /// The record refused the change (it moved on while the request ran).
     #[error("change refused: {0}")]
     Refused(Ignored),
+    /// A multipart route named an upload that is not the exercise's upload in progress (a
+    /// newer one replaced it, it completed, expired or was aborted).
+    #[error("upload not in progress: {0}")]
+    UploadNotActive(String),
+    /// Part numbers or a completion the upload cannot take.
+    #[error(transparent)]
+    Parts(#[from] crate::domain::multipart::CompletionError),
 }
 
 /// The one conversion of an access decision into the HTTP answer.
@@ -190,6 +197,24 @@ impl ApiError {
             ApiError::Upstream { .. } | ApiError::ProviderNotConfigured(_) => {
                 self.provider_problem()
             }
+            ApiError::UploadNotActive(why) => Problem::new(
+                S::CONFLICT,
+                "upload-not-active",
+                "Upload not in progress",
+                Some(why.clone()),
+            ),
+            ApiError::Parts(e) if e.ends_the_upload() => Problem::new(
+                S::PAYLOAD_TOO_LARGE,
+                "file-too-large",
+                "File too large",
+                Some(format!("{e}; the upload was aborted")),
+            ),
+            ApiError::Parts(e) => Problem::new(
+                S::BAD_REQUEST,
+                "invalid-parts",
+                "Invalid parts",
+                Some(e.to_string()),
+            ),
         }
     }
 

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::domain::clock::Timestamp;
+use crate::domain::multipart::UploadedPart;
 
 /// User metadata key (`x-amz-meta-upload-id`) tying an uploaded original to its upload: signed
 /// into the presigned PUT, read back by transcode-start.
@@ -85,4 +86,62 @@ pub trait MediaBucket: Send + Sync {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<usize, BucketError>> + Send;
+}
+
+/// Why a multipart operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum MultipartError {
+    /// S3 has no such multipart upload: completed, aborted, or expired by the lifecycle rule.
+    #[error("no such multipart upload")]
+    NoSuchUpload,
+    /// S3 refused the completion itself (a part too small, an ETag it does not know).
+    #[error("S3 refused the completion: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+}
+
+/// S3 multipart uploads of originals (the AWS path's resumable upload). The client sends the
+/// parts to presigned URLs; everything else happens here, server-side.
+pub trait MultipartUploads: Send + Sync {
+    /// Creates the upload with the original's content type, `x-amz-meta-upload-id` and tags
+    /// (`conditions.content_length` is the declared total, checked at completion). Returns S3's
+    /// upload id.
+    fn create_multipart(
+        &self,
+        key: &str,
+        conditions: &PutConditions,
+    ) -> impl Future<Output = Result<String, BucketError>> + Send;
+
+    /// A presigned `UploadPart` that binds the part's length.
+    fn presign_part(
+        &self,
+        key: &str,
+        s3_upload_id: &str,
+        part_number: u32,
+        content_length: u64,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<PresignedPut, BucketError>> + Send;
+
+    /// The parts S3 holds, in part order.
+    fn list_parts(
+        &self,
+        key: &str,
+        s3_upload_id: &str,
+    ) -> impl Future<Output = Result<Vec<UploadedPart>, MultipartError>> + Send;
+
+    fn complete_multipart(
+        &self,
+        key: &str,
+        s3_upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> impl Future<Output = Result<(), MultipartError>> + Send;
+
+    /// Aborts the upload and frees its parts; an upload already gone counts as aborted.
+    fn abort_multipart(
+        &self,
+        key: &str,
+        s3_upload_id: &str,
+    ) -> impl Future<Output = Result<(), BucketError>> + Send;
 }

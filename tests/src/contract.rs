@@ -5,7 +5,7 @@ use devstack::openapi::{Answer, Contract};
 use exvid_shared::bunny::client::BunnyApi;
 use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::UploadIds;
-use exvid_shared::media_bucket::MediaBucket;
+use exvid_shared::media_bucket::{MediaBucket, MultipartUploads};
 use exvid_shared::store::VideoStore;
 use lambda_http::{Body, Request, Response};
 use std::future::Future;
@@ -16,8 +16,13 @@ pub trait ApiFunction {
     fn answer(&self, req: Request) -> impl Future<Output = Response<Body>>;
 }
 
-impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> ApiFunction
-    for upload_intake::Intake<S, B, P, C, I>
+impl<S, B, P, C, I> ApiFunction for upload_intake::Intake<S, B, P, C, I>
+where
+    S: VideoStore,
+    B: MediaBucket + MultipartUploads,
+    P: BunnyApi,
+    C: Clock,
+    I: UploadIds,
 {
     fn answer(&self, req: Request) -> impl Future<Output = Response<Body>> {
         self.handle(req)

@@ -303,13 +303,31 @@ pub fn api_request(
     claims: Value,
     body: Option<Value>,
 ) -> lambda_http::Request {
+    upload_api_request(fixture, exercise, FIXTURE_UPLOAD_ID, claims, body)
+}
+
+/// The upload id the fixtures of the multipart routes name.
+pub const FIXTURE_UPLOAD_ID: &str = "0193a6f0-7c3b-7d4e-9a1b-5f2c8e1d0a11";
+
+/// [`api_request`] for a route keyed by an upload id too (the multipart routes' fixtures).
+pub fn upload_api_request(
+    fixture: &str,
+    exercise: &str,
+    upload: &str,
+    claims: Value,
+    body: Option<Value>,
+) -> lambda_http::Request {
     use serde_json::json;
     let mut e = event_json(fixture);
     e["pathParameters"]["id"] = json!(exercise);
+    if e["pathParameters"].get("upload_id").is_some() {
+        e["pathParameters"]["upload_id"] = json!(upload);
+    }
     let raw = e["rawPath"]
         .as_str()
         .unwrap()
-        .replace("ex-knee-01", exercise);
+        .replace("ex-knee-01", exercise)
+        .replace(FIXTURE_UPLOAD_ID, upload);
     e["rawPath"] = json!(raw);
     e["requestContext"]["authorizer"]["jwt"]["claims"] = claims;
     if let Some(b) = body {

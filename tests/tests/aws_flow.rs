@@ -19,7 +19,7 @@ use exvid_tests::contract::Contracted;
 use exvid_tests::fake_mediaconvert::FakeMediaConvert;
 use exvid_tests::{
     api_request as api, essence, event_json, fresh_bucket, fresh_store, http1, moto, mutations,
-    shuffled, synthetic_mp4,
+    shuffled, synthetic_mp4, upload_api_request,
 };
 use playback::Cdn;
 use playback::{Cdns, Playback, PlaybackConfig};
@@ -71,6 +71,11 @@ async fn stack() -> Stack {
             upload_ttl: std::time::Duration::from_secs(3600),
             tus_ttl: std::time::Duration::from_secs(21_600),
             claims: Default::default(),
+            // S3's smallest parts, so a test file of a few MiB takes three.
+            multipart: upload_intake::MultipartConfig {
+                part_bytes: 5 << 20,
+                ..Default::default()
+            },
         },
     );
     let start = TranscodeStart::new(
@@ -161,6 +166,62 @@ impl Stack {
 
     /// PUT `bytes` to a presigned upload exactly as a browser would.
     fn put(&self, upload: &Value, bytes: &[u8]) -> u16 {
+        self.put_answer(upload, bytes).status
+    }
+
+    /// A multipart route as an admin: its status and body.
+    async fn upload_route(
+        &self,
+        fixture: &str,
+        exercise: &str,
+        upload: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let req = upload_api_request(fixture, exercise, upload, admin(), body);
+        let r = self.intake.handle(req).await;
+        let body = match r.status().as_u16() {
+            204 => Value::Null,
+            _ => json_body(&r),
+        };
+        (r.status().as_u16(), body)
+    }
+
+    /// Signs `numbers` and sends each its slice of `file`; returns the ETags S3 answered.
+    async fn send_parts(
+        &self,
+        exercise: &str,
+        upload: &str,
+        file: &[u8],
+        numbers: &[u32],
+    ) -> Vec<Value> {
+        let (status, signed) = self
+            .upload_route(
+                "intake-multipart-parts-post.json",
+                exercise,
+                upload,
+                Some(json!({ "part_numbers": numbers })),
+            )
+            .await;
+        assert_eq!(status, 200, "{signed}");
+        let mut etags = vec![];
+        for part in signed["parts"].as_array().unwrap() {
+            let n = part["part_number"].as_u64().unwrap() as usize;
+            let slice = &file[(n - 1) * (5 << 20)..(n * (5 << 20)).min(file.len())];
+            // As a browser: the body's own length goes out (real S3 would refuse one other
+            // than the signed length; moto does not check signatures).
+            let mut part = part.clone();
+            part["headers"]
+                .as_object_mut()
+                .unwrap()
+                .remove("content-length");
+            let answer = self.put_answer(&part, slice);
+            assert_eq!(answer.status, 200);
+            etags.push(json!({"part_number": n, "etag": answer.header("etag").unwrap()}));
+        }
+        etags
+    }
+
+    fn put_answer(&self, upload: &Value, bytes: &[u8]) -> http1::HttpResponse {
         let headers: Vec<(String, String)> = upload["headers"]
             .as_object()
             .unwrap()
@@ -171,9 +232,7 @@ impl Stack {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        http1::send("PUT", upload["url"].as_str().unwrap(), &headers, bytes)
-            .expect("PUT to moto")
-            .status
+        http1::send("PUT", upload["url"].as_str().unwrap(), &headers, bytes).expect("PUT to moto")
     }
 
     /// The S3 event for `key` in the notification (or EventBridge) shape. `raw_key` is put in
@@ -1285,4 +1344,180 @@ async fn checked_instruction_images_are_listed_signed_and_impostors_deleted() {
         .unwrap()
         .is_empty());
     assert_eq!(delete(admin()).await, 204, "idempotent");
+}
+
+/// A clip of `len` bytes: a real MP4 header, padded (transcode-start reads the header only).
+fn clip_of(len: usize) -> Vec<u8> {
+    let mut clip = synthetic_mp4(1080, 1920, true, 4096);
+    clip.resize(len, 0);
+    clip
+}
+
+#[tokio::test]
+async fn multipart_uploads_resume_complete_once_and_refuse_what_they_cannot_take() {
+    let s = stack().await;
+    let file = clip_of((12 << 20) + 321);
+    let intake = |body: Value| {
+        s.intake
+            .handle(api("intake-video-post.json", EXERCISE, admin(), Some(body)))
+    };
+    let mut request = video_request(file.len());
+    request["multipart"] = json!(true);
+    let r = intake(request.clone()).await;
+    assert_eq!(r.status(), 201);
+    let answer = json_body(&r);
+    let upload = answer["upload_id"].as_str().unwrap().to_owned();
+    assert_eq!(answer["upload"]["protocol"], "s3-multipart");
+    assert_eq!(
+        (
+            answer["upload"]["part_size"].as_u64(),
+            answer["upload"]["max_parts"].as_u64()
+        ),
+        (Some(5 << 20), Some(3))
+    );
+    let key = answer["upload"]["key"].as_str().unwrap().to_owned();
+
+    // Two parts, then the list a resuming client reads.
+    let first = s.send_parts(EXERCISE, &upload, &file, &[1, 2]).await;
+    let (status, listed) = s
+        .upload_route("intake-multipart-parts-get.json", EXERCISE, &upload, None)
+        .await;
+    assert_eq!(status, 200);
+    let listed: Vec<(u64, u64)> = listed["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["part_number"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(1, 5 << 20), (2, 5 << 20)]);
+    // Each link binds its part's length: the last part is the rest.
+    let (_, signed) = s
+        .upload_route(
+            "intake-multipart-parts-post.json",
+            EXERCISE,
+            &upload,
+            Some(json!({ "part_numbers": [1, 3] })),
+        )
+        .await;
+    let lengths: Vec<&Value> = signed["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["headers"]["content-length"])
+        .collect();
+    assert_eq!(lengths, [&json!("5242880"), &json!("2097473")]);
+    let last = s.send_parts(EXERCISE, &upload, &file, &[3]).await;
+    let parts: Vec<Value> = first.into_iter().chain(last).collect();
+
+    // Refused without changing anything: a wrong ETag, a part past the declared size, parts
+    // missing, an upload id that is not the exercise's upload in progress.
+    let before = essence(&s.record(EXERCISE).await.unwrap());
+    let mut wrong = parts.clone();
+    wrong[1]["etag"] = parts[0]["etag"].clone();
+    let st = &s;
+    let complete = move |upload: String, parts: Vec<Value>| async move {
+        st.upload_route(
+            "intake-multipart-complete.json",
+            EXERCISE,
+            &upload,
+            Some(json!({ "parts": parts })),
+        )
+        .await
+    };
+    let (status, problem) = complete(upload.clone(), wrong).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (400, Some("urn:exvid:problem:invalid-parts"))
+    );
+    let (status, problem) = complete(upload.clone(), parts[..2].to_vec()).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (400, Some("urn:exvid:problem:invalid-parts")),
+        "{problem}"
+    );
+    let (status, problem) = s
+        .upload_route(
+            "intake-multipart-parts-post.json",
+            EXERCISE,
+            &upload,
+            Some(json!({ "part_numbers": [4] })),
+        )
+        .await;
+    assert_eq!(status, 400, "part 4 lies past the declared size: {problem}");
+    let stale = "0193a6f0-0000-7000-8000-00000000dead";
+    let (status, problem) = complete(stale.to_owned(), parts.clone()).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (409, Some("urn:exvid:problem:upload-not-active"))
+    );
+    assert_eq!(essence(&s.record(EXERCISE).await.unwrap()), before);
+
+    // Completed: the object is the file, with the upload's metadata, and its Object Created
+    // event starts the transcode as a single PUT's does. Completing again is refused.
+    let (status, done) = complete(upload.clone(), parts.clone()).await;
+    assert_eq!(status, 200, "{done}");
+    let head = s.bucket.head(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (head.size, head.upload_id.as_deref()),
+        (file.len() as u64, Some(upload.as_str()))
+    );
+    let (status, _) = complete(upload.clone(), parts).await;
+    assert_eq!(status, 409);
+    let report = s.s3_created(&key, "0A", false).await;
+    assert_eq!(report["objects"][0]["outcome"], "job_created", "{report}");
+
+    // More bytes than declared end the upload: aborted at S3, failed, 413.
+    let small = clip_of((10 << 20) + 1);
+    let mut request = video_request(small.len());
+    request["multipart"] = json!(true);
+    let answer = json_body(&intake(request).await);
+    let second = answer["upload_id"].as_str().unwrap().to_owned();
+    let mut over = small.clone();
+    over.push(0);
+    let parts = s.send_parts(EXERCISE, &second, &over, &[1, 2, 3]).await;
+    let (status, problem) = complete(second.clone(), parts).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (413, Some("urn:exvid:problem:file-too-large"))
+    );
+    let pending = s.record(EXERCISE).await.unwrap().pending.unwrap();
+    assert_eq!(
+        (pending.status, pending.error.unwrap().code.as_str()),
+        (UploadStatus::Failed, "upload_failed")
+    );
+    let (status, _) = s
+        .upload_route("intake-multipart-parts-get.json", EXERCISE, &second, None)
+        .await;
+    assert_eq!(status, 409, "the failed upload takes no more parts");
+
+    // Aborted by the client: the pending upload is dropped, nothing else changes.
+    let mut request = video_request(small.len());
+    request["multipart"] = json!(true);
+    let third = json_body(&intake(request).await)["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.send_parts(EXERCISE, &third, &small, &[1]).await;
+    let (status, _) = s
+        .upload_route("intake-multipart-abort.json", EXERCISE, &third, None)
+        .await;
+    assert_eq!(status, 204);
+    assert!(s.record(EXERCISE).await.unwrap().pending.is_none());
+    let (status, _) = s
+        .upload_route("intake-multipart-abort.json", EXERCISE, &third, None)
+        .await;
+    assert_eq!(status, 409, "aborting twice");
+    // Small files get one PUT unless asked; large ones multipart unless refused.
+    let single = json_body(&intake(video_request(1000)).await);
+    assert_eq!(single["upload"]["method"], "PUT");
+    let mut big = video_request(200 << 20);
+    let chosen = json_body(&intake(big.clone()).await);
+    assert_eq!(chosen["upload"]["protocol"], "s3-multipart");
+    big["multipart"] = json!(false);
+    assert_eq!(json_body(&intake(big).await)["upload"]["method"], "PUT");
 }

@@ -78,6 +78,7 @@ async fn stack() -> Stack {
             upload_ttl: Duration::from_secs(3600),
             tus_ttl: Duration::from_secs(21_600),
             claims: Default::default(),
+            multipart: Default::default(),
         },
     );
     let webhook = BunnyWebhook::new(

@@ -29,9 +29,11 @@ use exvid_shared::domain::auth::ClaimNames;
 use exvid_shared::domain::clock::{FixedClock, Timestamp};
 use exvid_shared::domain::ids::{BunnyGuid, UploadId, UploadIds};
 use exvid_shared::domain::lifecycle::UploadStatus;
+use exvid_shared::domain::multipart::UploadedPart;
 use exvid_shared::domain::video::{ExerciseVideo, Provider};
 use exvid_shared::media_bucket::{
-    BucketError, MediaBucket, ObjectHead, PresignedPut, PutConditions,
+    BucketError, MediaBucket, MultipartError, MultipartUploads, ObjectHead, PresignedPut,
+    PutConditions,
 };
 use exvid_shared::mediaconvert::client::{JobLookup, SubmitError, Transcoder};
 use exvid_shared::mediaconvert::event::JobStateDetail;
@@ -86,12 +88,14 @@ fn fate_of(seed: u64, identity: &str) -> u64 {
 
 // --- in-process providers ---------------------------------------------------------------------
 
-/// The media bucket: objects with their upload-id metadata.
+/// The media bucket: objects with their upload-id metadata, and multipart uploads in progress.
 #[derive(Clone, Default)]
-struct MemBucket(Arc<Mutex<Objects>>);
+struct MemBucket(Arc<Mutex<Objects>>, Arc<Mutex<Multiparts>>);
 
 /// Key -> bytes and `x-amz-meta-upload-id`.
 type Objects = BTreeMap<String, (Vec<u8>, Option<String>)>;
+/// S3 upload id -> key, `x-amz-meta-upload-id` and the parts sent so far.
+type Multiparts = HashMap<String, (String, Option<String>, BTreeMap<u32, Vec<u8>>)>;
 
 impl MemBucket {
     fn upload(&self, key: &str, bytes: Vec<u8>, upload_id: &str) {
@@ -148,6 +152,81 @@ impl MediaBucket for MemBucket {
         let before = objects.len();
         objects.retain(|k, _| !k.starts_with(prefix));
         Ok(before - objects.len())
+    }
+}
+
+impl MultipartUploads for MemBucket {
+    async fn create_multipart(
+        &self,
+        key: &str,
+        conditions: &PutConditions,
+    ) -> Result<String, BucketError> {
+        let mut uploads = self.1.lock().unwrap();
+        let id = format!("mpu-{}", uploads.len() + 1);
+        let meta = conditions.upload_id.clone();
+        uploads.insert(id.clone(), (key.to_owned(), meta, BTreeMap::new()));
+        Ok(id)
+    }
+
+    async fn presign_part(
+        &self,
+        key: &str,
+        s3_upload_id: &str,
+        part_number: u32,
+        _content_length: u64,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> Result<PresignedPut, BucketError> {
+        Ok(PresignedPut {
+            method: "PUT",
+            url: format!("mem://{BUCKET}/{key}?uploadId={s3_upload_id}&partNumber={part_number}"),
+            headers: BTreeMap::new(),
+            expires_at: now.plus_seconds(expires_in.as_secs()).to_rfc3339(),
+        })
+    }
+
+    async fn list_parts(
+        &self,
+        _key: &str,
+        s3_upload_id: &str,
+    ) -> Result<Vec<UploadedPart>, MultipartError> {
+        let uploads = self.1.lock().unwrap();
+        let (_, _, parts) = uploads
+            .get(s3_upload_id)
+            .ok_or(MultipartError::NoSuchUpload)?;
+        Ok(parts
+            .iter()
+            .map(|(n, b)| UploadedPart {
+                part_number: *n,
+                etag: format!("\"{:x}\"", b.len()),
+                size: b.len() as u64,
+            })
+            .collect())
+    }
+
+    async fn complete_multipart(
+        &self,
+        _key: &str,
+        s3_upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<(), MultipartError> {
+        let (key, meta, sent) = self
+            .1
+            .lock()
+            .unwrap()
+            .remove(s3_upload_id)
+            .ok_or(MultipartError::NoSuchUpload)?;
+        let bytes = parts
+            .iter()
+            .flat_map(|p| sent.get(&p.part_number).cloned().unwrap_or_default())
+            .collect();
+        self.0.lock().unwrap().insert(key, (bytes, meta));
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, _key: &str, s3_upload_id: &str) -> Result<(), BucketError> {
+        self.1.lock().unwrap().remove(s3_upload_id);
+        Ok(())
     }
 }
 
@@ -434,6 +513,7 @@ impl World {
                 upload_ttl: Duration::from_secs(3600),
                 tus_ttl: Duration::from_secs(21_600),
                 claims: ClaimNames::default(),
+                multipart: Default::default(),
             },
         );
         // The reconciler's clocks: past its quiet time, and (for its last round) past every

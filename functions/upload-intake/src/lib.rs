@@ -26,10 +26,15 @@ use exvid_shared::domain::auth::{authorize, Action, ClaimNames, Principal};
 use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Scope, StepId, UploadId, UploadIds};
 use exvid_shared::domain::media_keys;
+use exvid_shared::domain::multipart;
 use exvid_shared::domain::upload_request::{self, ImageSlot, VideoUpload};
 use exvid_shared::domain::video::{ExerciseVideo, PendingUpload, Provider};
 use exvid_shared::http_edge::{self, ApiError};
-use exvid_shared::media_bucket::{MediaBucket, PresignedPut, PutConditions, ORIGINAL_TAGGING};
+use exvid_shared::media_bucket::{
+    MediaBucket, MultipartUploads, PresignedPut, PutConditions, ORIGINAL_TAGGING,
+};
+
+mod multipart_routes;
 use exvid_shared::store::{
     self, BunnyPointer, Consistency, Decision, Outcome, Pointers, Start, VideoStore, Write,
 };
@@ -48,6 +53,55 @@ pub struct IntakeConfig {
     /// whole upload of 500 MB over a slow link: hours, not minutes.
     pub tus_ttl: Duration,
     pub claims: ClaimNames,
+    pub multipart: MultipartConfig,
+}
+
+/// Resumable uploads on the AWS path (S3 multipart).
+#[derive(Debug, Clone)]
+pub struct MultipartConfig {
+    /// Videos over this size get a multipart upload when the client does not say.
+    pub threshold_bytes: u64,
+    /// Preferred part size (at least S3's 5 MiB; grown for files that would need more than
+    /// 10,000 parts).
+    pub part_bytes: u64,
+    /// How long a multipart upload may take from start to completion: a 500 MB file over a
+    /// slow link takes hours.
+    pub ttl: Duration,
+}
+
+impl Default for MultipartConfig {
+    fn default() -> Self {
+        MultipartConfig {
+            threshold_bytes: 100 * 1024 * 1024,
+            part_bytes: 8 * 1024 * 1024,
+            ttl: Duration::from_secs(21_600),
+        }
+    }
+}
+
+impl MultipartConfig {
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let d = MultipartConfig::default();
+        let part_bytes: u64 = env.parsed_or("MULTIPART_PART_BYTES", d.part_bytes)?;
+        if !(multipart::MIN_PART_BYTES..=multipart::MAX_PART_BYTES).contains(&part_bytes) {
+            return Err(ConfigError::Invalid {
+                name: "MULTIPART_PART_BYTES",
+                reason: "must be between 5 MiB and 5 GiB (S3's part sizes)".into(),
+            });
+        }
+        let ttl: u64 = env.parsed_or("MULTIPART_UPLOAD_TTL_SECONDS", d.ttl.as_secs())?;
+        if !(10..=86_400).contains(&ttl) {
+            return Err(ConfigError::Invalid {
+                name: "MULTIPART_UPLOAD_TTL_SECONDS",
+                reason: "must be between 10 and 86400 seconds".into(),
+            });
+        }
+        Ok(MultipartConfig {
+            threshold_bytes: env.parsed_or("MULTIPART_THRESHOLD_BYTES", d.threshold_bytes)?,
+            part_bytes,
+            ttl: Duration::from_secs(ttl),
+        })
+    }
 }
 
 impl IntakeConfig {
@@ -74,6 +128,7 @@ impl IntakeConfig {
             provider: env.provider()?,
             upload_ttl: Duration::from_secs(ttl),
             claims: env.claim_names(),
+            multipart: MultipartConfig::from_env(env)?,
         })
     }
 }
@@ -84,6 +139,8 @@ impl IntakeConfig {
 pub enum UploadTarget {
     /// S3: one presigned PUT.
     Put(PresignedPut),
+    /// S3 multipart (resumable): parts to presigned URLs the multipart routes hand out.
+    Multipart(multipart_routes::MultipartTarget),
     /// Bunny: a TUS upload (resumable) with its authorization headers.
     Tus(TusUpload),
 }
@@ -130,7 +187,14 @@ pub struct Intake<S, B, P, C, I> {
     config: IntakeConfig,
 }
 
-impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<S, B, P, C, I> {
+impl<S, B, P, C, I> Intake<S, B, P, C, I>
+where
+    S: VideoStore,
+    B: MediaBucket + MultipartUploads,
+    P: BunnyApi,
+    C: Clock,
+    I: UploadIds,
+{
     pub fn new(
         store: S,
         bucket: B,
@@ -194,6 +258,20 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
                     body,
                 )
                 .await
+            }
+            "POST /v1/exercises/{id}/video/uploads/{upload_id}/parts"
+            | "GET /v1/exercises/{id}/video/uploads/{upload_id}/parts"
+            | "POST /v1/exercises/{id}/video/uploads/{upload_id}/complete"
+            | "DELETE /v1/exercises/{id}/video/uploads/{upload_id}" => {
+                let upload_id =
+                    UploadId::parse(&http_edge::path_param(req, "upload_id").unwrap_or_default())?;
+                tracing::Span::current().record("upload_id", upload_id.as_str());
+                let at = multipart_routes::At {
+                    principal: &principal,
+                    exercise_id: &exercise_id,
+                    upload_id: &upload_id,
+                };
+                self.multipart_route(route, &at, body).await
             }
             "DELETE /v1/exercises/{id}/instructions/{step}/image" => {
                 let step = StepId::parse(&http_edge::path_param(req, "step").unwrap_or_default())?;
@@ -286,7 +364,12 @@ impl<S: VideoStore, B: MediaBucket, P: BunnyApi, C: Clock, I: UploadIds> Intake<
             upload_id: &upload_id,
             scope: &scope,
         };
+        let multipart = request
+            .multipart
+            .unwrap_or(request.size_bytes > self.config.multipart.threshold_bytes);
+        // Bunny's TUS upload is resumable already: `multipart` only shapes the AWS path.
         let (target, expires_at) = match self.config.provider {
+            Provider::AwsMediaconvert if multipart => self.s3_multipart(&upload, stored).await?,
             Provider::AwsMediaconvert => self.s3_upload(&upload, stored).await?,
             Provider::BunnyStream => self.bunny_upload(&upload, stored).await?,
         };

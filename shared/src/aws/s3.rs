@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
-use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 
 use crate::domain::clock::Timestamp;
+use crate::domain::multipart::UploadedPart;
 use crate::media_bucket::{
-    BucketError, MediaBucket, ObjectHead, PresignedPut, PutConditions, UPLOAD_ID_METADATA,
+    BucketError, MediaBucket, MultipartError, MultipartUploads, ObjectHead, PresignedPut,
+    PutConditions, UPLOAD_ID_METADATA,
 };
 
 /// The media bucket on S3.
@@ -29,6 +31,41 @@ where
     R: std::fmt::Debug,
 {
     BucketError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+/// S3's error code for an upload that was completed, aborted or expired.
+fn no_such_upload<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload")
+}
+
+fn presigning(expires_in: Duration, now: Timestamp) -> Result<PresigningConfig, BucketError> {
+    PresigningConfig::builder()
+        .start_time(std::time::UNIX_EPOCH + Duration::from_secs(now.unix().max(0) as u64))
+        .expires_in(expires_in)
+        .build()
+        .map_err(|e| BucketError::Presign(e.to_string()))
+}
+
+/// The presigned request as the API hands it out: only the headers the signature covers (the
+/// SDK also adds unsigned ones — inside Lambda `x-amzn-trace-id` — which a browser has no
+/// reason to send).
+fn handed_out(presigned: PresignedRequest, expires_in: Duration, now: Timestamp) -> PresignedPut {
+    let signed = signed_header_names(presigned.uri());
+    let headers: BTreeMap<String, String> = presigned
+        .headers()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .filter(|(k, _)| signed.contains(k))
+        .collect();
+    PresignedPut {
+        method: "PUT",
+        url: presigned.uri().to_owned(),
+        headers,
+        expires_at: now.plus_seconds(expires_in.as_secs()).to_rfc3339(),
+    }
+}
+
+fn length(bytes: u64) -> Result<i64, BucketError> {
+    i64::try_from(bytes).map_err(|_| BucketError::Presign("content length out of range".into()))
 }
 
 impl S3Bucket {
@@ -135,44 +172,24 @@ impl MediaBucket for S3Bucket {
         expires_in: Duration,
         now: Timestamp,
     ) -> Result<PresignedPut, BucketError> {
-        let length = i64::try_from(conditions.content_length)
-            .map_err(|_| BucketError::Presign("content length out of range".into()))?;
         let mut put = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(&conditions.content_type)
-            .content_length(length);
+            .content_length(length(conditions.content_length)?);
         if let Some(upload) = &conditions.upload_id {
             put = put.metadata(UPLOAD_ID_METADATA, upload);
         }
         if let Some(tagging) = &conditions.tagging {
             put = put.tagging(tagging);
         }
-        let config = PresigningConfig::builder()
-            .start_time(std::time::UNIX_EPOCH + Duration::from_secs(now.unix().max(0) as u64))
-            .expires_in(expires_in)
-            .build()
-            .map_err(|e| BucketError::Presign(e.to_string()))?;
         let presigned = put
-            .presigned(config)
+            .presigned(presigning(expires_in, now)?)
             .await
             .map_err(|e| BucketError::Presign(DisplayErrorContext(e).to_string()))?;
-        // Only the headers the signature covers: the SDK also adds unsigned ones (inside Lambda,
-        // `x-amzn-trace-id` from the invocation), which a browser has no reason to send.
-        let signed = signed_header_names(presigned.uri());
-        let headers: BTreeMap<String, String> = presigned
-            .headers()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-            .filter(|(k, _)| signed.contains(k))
-            .collect();
-        Ok(PresignedPut {
-            method: "PUT",
-            url: presigned.uri().to_owned(),
-            headers,
-            expires_at: now.plus_seconds(expires_in.as_secs()).to_rfc3339(),
-        })
+        Ok(handed_out(presigned, expires_in, now))
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<usize, BucketError> {
@@ -243,6 +260,149 @@ impl MediaBucket for S3Bucket {
             }
         }
         Ok(deleted)
+    }
+}
+
+impl MultipartUploads for S3Bucket {
+    async fn create_multipart(
+        &self,
+        key: &str,
+        conditions: &PutConditions,
+    ) -> Result<String, BucketError> {
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(&conditions.content_type);
+        if let Some(upload) = &conditions.upload_id {
+            create = create.metadata(UPLOAD_ID_METADATA, upload);
+        }
+        if let Some(tagging) = &conditions.tagging {
+            create = create.tagging(tagging);
+        }
+        let out = create.send().await.map_err(unavailable)?;
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| BucketError::Unavailable("CreateMultipartUpload gave no id".into()))
+    }
+
+    async fn presign_part(
+        &self,
+        key: &str,
+        s3_upload_id: &str,
+        part_number: u32,
+        content_length: u64,
+        expires_in: Duration,
+        now: Timestamp,
+    ) -> Result<PresignedPut, BucketError> {
+        let number = i32::try_from(part_number)
+            .map_err(|_| BucketError::Presign("part number out of range".into()))?;
+        let presigned = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(s3_upload_id)
+            .part_number(number)
+            .content_length(length(content_length)?)
+            .presigned(presigning(expires_in, now)?)
+            .await
+            .map_err(|e| BucketError::Presign(DisplayErrorContext(e).to_string()))?;
+        Ok(handed_out(presigned, expires_in, now))
+    }
+
+    async fn list_parts(
+        &self,
+        key: &str,
+        s3_upload_id: &str,
+    ) -> Result<Vec<UploadedPart>, MultipartError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = match self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(s3_upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                Err(e) if no_such_upload(&e) => return Err(MultipartError::NoSuchUpload),
+                Err(e) => return Err(unavailable(e).into()),
+            };
+            parts.extend(page.parts().iter().filter_map(|p| {
+                Some(UploadedPart {
+                    part_number: u32::try_from(p.part_number()?).ok()?,
+                    etag: p.e_tag()?.to_owned(),
+                    size: u64::try_from(p.size()?).ok()?,
+                })
+            }));
+            marker = page.next_part_number_marker().map(str::to_owned);
+            if page.is_truncated() != Some(true) || marker.is_none() {
+                return Ok(parts);
+            }
+        }
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        s3_upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<(), MultipartError> {
+        let completed = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(i32::try_from(p.part_number).unwrap_or(i32::MAX))
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
+        match self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(s3_upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if no_such_upload(&e) => Err(MultipartError::NoSuchUpload),
+            Err(e) if e.as_service_error().is_some() => Err(MultipartError::Refused(
+                e.as_service_error()
+                    .and_then(|s| s.code())
+                    .unwrap_or("unknown")
+                    .to_owned(),
+            )),
+            Err(e) => Err(unavailable(e).into()),
+        }
+    }
+
+    async fn abort_multipart(&self, key: &str, s3_upload_id: &str) -> Result<(), BucketError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(s3_upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if no_such_upload(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod media_keys;
 pub mod media_probe;
 pub mod media_type;
+pub mod multipart;
 pub mod playback_token;
 pub mod standard_webhook;
 pub mod upload_error;

@@ -45,6 +45,9 @@ struct Body {
     size_bytes: u64,
     #[serde(default)]
     scope: Option<String>,
+    /// Videos only: ask for (or refuse) an S3 multipart upload on the AWS path.
+    #[serde(default)]
+    multipart: Option<bool>,
 }
 
 fn body(raw: &[u8]) -> Result<Body, IntakeError> {
@@ -86,6 +89,8 @@ pub struct VideoUpload {
     pub size_bytes: u64,
     /// The scope asked for (first upload only; later uploads keep the stored scope).
     pub scope: Option<Scope>,
+    /// `multipart` as asked; absent: intake decides by size.
+    pub multipart: Option<bool>,
 }
 
 pub fn video(raw: &[u8]) -> Result<VideoUpload, IntakeError> {
@@ -106,6 +111,7 @@ pub fn video(raw: &[u8]) -> Result<VideoUpload, IntakeError> {
         container,
         size_bytes: b.size_bytes,
         scope: b.scope.as_deref().map(Scope::parse).transpose()?,
+        multipart: b.multipart,
     })
 }
 
@@ -147,6 +153,11 @@ pub struct ImageUpload {
 
 pub fn image(slot: ImageSlot, raw: &[u8]) -> Result<ImageUpload, IntakeError> {
     let b = body(raw)?;
+    if b.multipart.is_some() {
+        return Err(IntakeError::MalformedBody(
+            "unknown field `multipart`: images are one PUT".into(),
+        ));
+    }
     let image = ImageType::from_content_type(&b.content_type)
         .filter(|i| slot.accepts(*i))
         .ok_or_else(|| IntakeError::UnsupportedType {

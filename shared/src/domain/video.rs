@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::clock::Timestamp;
 use crate::domain::ids::{BunnyGuid, ExerciseId, Scope, UploadId};
 use crate::domain::lifecycle::{TransitionError, UploadStatus};
+use crate::domain::multipart::MultipartUpload;
 pub use crate::domain::upload_error::{ErrorCode, UploadError};
 
 /// Which pipeline produced (or is producing) a video. Stored per record, so records of both
@@ -109,6 +110,9 @@ pub struct PendingUpload {
     /// The reconciler found the provider still busy: it looks again no earlier than this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_until: Option<Timestamp>,
+    /// An S3 multipart upload (aws_mediaconvert, resumable): S3's id for it and its part plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<MultipartUpload>,
 }
 
 impl PendingUpload {
@@ -126,6 +130,7 @@ impl PendingUpload {
             created_at: now,
             upload_expires_at: None,
             quiet_until: None,
+            multipart: None,
         }
     }
 
@@ -304,6 +309,36 @@ impl ExerciseVideo {
             });
         }
         Ok(pending)
+    }
+
+    /// The multipart upload of pending upload `upload_id`, if that upload is still waiting
+    /// for its bytes: what the multipart routes may act on.
+    pub fn active_multipart(
+        &self,
+        upload_id: &UploadId,
+    ) -> Result<(&PendingUpload, &MultipartUpload), Ignored> {
+        let pending = self.pending_ref(upload_id, None)?;
+        if pending.status != UploadStatus::AwaitingUpload {
+            return Err(Ignored::Transition(TransitionError {
+                from: pending.status,
+                to: UploadStatus::AwaitingUpload,
+            }));
+        }
+        let multipart = pending.multipart.as_ref().ok_or(Ignored::Unchanged)?;
+        Ok((pending, multipart))
+    }
+
+    /// The client gave up an upload still waiting for its bytes (an aborted multipart upload):
+    /// it is dropped and `current` keeps playing. Returned, so its S3 upload can be aborted.
+    pub fn cancel_upload(
+        &mut self,
+        upload_id: &UploadId,
+        now: Timestamp,
+    ) -> Result<PendingUpload, Ignored> {
+        self.active_multipart(upload_id)?;
+        let dropped = self.pending.take().ok_or(Ignored::NoRecord)?;
+        self.touch(now);
+        Ok(dropped)
     }
 
     fn touch(&mut self, now: Timestamp) {
