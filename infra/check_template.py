@@ -54,6 +54,7 @@ LEAST_PRIVILEGE = {
     "ReconcileFunction": {
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query",
         "mediaconvert:GetJob", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucketVersions",
+        "s3:AbortMultipartUpload",
     },
 }
 

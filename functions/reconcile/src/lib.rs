@@ -3,7 +3,8 @@
 //!
 //! It reads only the sparse due index ([`VideoStore::overdue`]), never scans. For each record:
 //! - **awaiting upload, authorization expired** (plus `after` of grace): `failed` /
-//!   `upload_expired`; an empty Bunny video is deleted first.
+//!   `upload_expired`; an empty Bunny video is deleted first, an S3 multipart upload aborted
+//!   (sooner than the bucket's one-day rule would).
 //! - **Bunny**: `GET video`; its status is applied through the same `Effect` the webhook
 //!   uses (processing, ready with the same facts, failed).
 //! - **MediaConvert**: `GetJob`; a finished job goes through transcode-complete's own handler
@@ -29,7 +30,7 @@ use exvid_shared::domain::clock::{Clock, Timestamp};
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, UploadId};
 use exvid_shared::domain::lifecycle::UploadStatus;
 use exvid_shared::domain::video::{ErrorCode, ExerciseVideo, PendingUpload, Provider, UploadError};
-use exvid_shared::media_bucket::MediaBucket;
+use exvid_shared::media_bucket::{BucketError, MediaBucket, MultipartUploads};
 use exvid_shared::mediaconvert::client::{JobLookup, SubmitError};
 use exvid_shared::mediaconvert::event::{self, JobStateDetail};
 use exvid_shared::store::{
@@ -80,6 +81,8 @@ pub enum ReconcileError {
     MediaConvert(#[from] SubmitError),
     #[error("transcode-complete: {0}")]
     Complete(String),
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
 }
 
 /// What one record came to. A recovery means an event was lost (or bytes never came).
@@ -132,7 +135,7 @@ where
     S: VideoStore,
     P: BunnyApi,
     J: JobLookup,
-    B: MediaBucket,
+    B: MediaBucket + MultipartUploads,
     C: Clock,
 {
     pub fn new(
@@ -225,6 +228,18 @@ where
         pending.expired_at(now.minus_seconds(self.config.after.as_secs()))
     }
 
+    /// Frees the parts of an expired multipart upload (an upload already gone is fine).
+    async fn abort_multipart(&self, pending: &PendingUpload) -> Result<(), ReconcileError> {
+        if let (Some(m), Some(key)) = (&pending.multipart, &pending.source_key) {
+            self.complete
+                .bucket()
+                .abort_multipart(key, &m.s3_upload_id)
+                .await?;
+            tracing::info!(key = %key, "expired multipart upload aborted");
+        }
+        Ok(())
+    }
+
     /// Past the hard limit since intake.
     fn timed_out(&self, pending: &PendingUpload) -> bool {
         let now = self.clock.now();
@@ -241,6 +256,7 @@ where
         if pending.status == UploadStatus::AwaitingUpload {
             // The bytes' own S3 event starts the job; without bytes only expiry is left.
             if self.expired(pending) {
+                self.abort_multipart(pending).await?;
                 return self.fail(record, pending, ErrorCode::UploadExpired).await;
             }
             let until = pending
@@ -445,7 +461,8 @@ mod tests {
     use exvid_shared::bunny::video::VideoObject;
     use exvid_shared::domain::clock::FixedClock;
     use exvid_shared::domain::ids::Scope;
-    use exvid_shared::media_bucket::{BucketError, ObjectHead, PresignedPut, PutConditions};
+    use exvid_shared::domain::multipart::{MultipartUpload, UploadedPart};
+    use exvid_shared::media_bucket::{MultipartError, ObjectHead, PresignedPut, PutConditions};
     use exvid_shared::store::memory::MemoryStore;
     use exvid_shared::store::Expect;
     use transcode_complete::CompleteConfig;
@@ -501,6 +518,47 @@ mod tests {
     }
 
     struct Bucket;
+
+    thread_local! {
+        /// Multipart uploads the reconciler aborted in this test (each test has its thread).
+        static ABORTED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    impl MultipartUploads for Bucket {
+        async fn create_multipart(
+            &self,
+            _: &str,
+            _: &PutConditions,
+        ) -> Result<String, BucketError> {
+            unreachable!("the reconciler never creates uploads")
+        }
+        async fn presign_part(
+            &self,
+            _: &str,
+            _: &str,
+            _: u32,
+            _: u64,
+            _: Duration,
+            _: Timestamp,
+        ) -> Result<PresignedPut, BucketError> {
+            unreachable!("the reconciler never presigns")
+        }
+        async fn list_parts(&self, _: &str, _: &str) -> Result<Vec<UploadedPart>, MultipartError> {
+            unreachable!("the reconciler never lists parts")
+        }
+        async fn complete_multipart(
+            &self,
+            _: &str,
+            _: &str,
+            _: &[UploadedPart],
+        ) -> Result<(), MultipartError> {
+            unreachable!("the reconciler never completes uploads")
+        }
+        async fn abort_multipart(&self, key: &str, id: &str) -> Result<(), BucketError> {
+            ABORTED.with(|a| a.borrow_mut().push(format!("{key} {id}")));
+            Ok(())
+        }
+    }
 
     impl MediaBucket for Bucket {
         fn name(&self) -> &str {
@@ -574,6 +632,11 @@ mod tests {
             p.source_key = Some(format!(
                 "org-berlin/exercises/{exercise}/video/u1/original.mp4"
             ));
+            p.multipart = exercise.contains("multipart").then(|| MultipartUpload {
+                s3_upload_id: "mpu-1".into(),
+                size_bytes: 12 << 20,
+                part_size: 5 << 20,
+            });
         }
         v.begin_upload(&scope(), p, t(0)).unwrap();
         store.put(&v, &Expect::Absent, None).await.unwrap();
@@ -600,19 +663,26 @@ mod tests {
         );
         intake(&store, "ex-bunny", Provider::BunnyStream, Some("g-1")).await;
         intake(&store, "ex-aws", Provider::AwsMediaconvert, None).await;
+        intake(&store, "ex-aws-multipart", Provider::AwsMediaconvert, None).await;
 
         // Before expiry: nothing to fail, looked at again later.
         let report = app(&store, &bunny, &jobs, 120).run("r1").await.unwrap();
-        assert_eq!(verdicts(&report), [Verdict::Postponed, Verdict::Postponed]);
+        assert_eq!(verdicts(&report), [Verdict::Postponed; 3]);
         assert!(bunny.deleted.lock().unwrap().is_empty());
         // The S3 upload is left alone until its authorization (+ grace) is over.
         // (Due in the index at t(600): looked at from t(660), `after` later.)
         assert_eq!(record(&store, "ex-aws").await.reconcile_due(), Some(t(600)));
 
         // Past the authorization plus the grace: failed, upload_expired; the empty video gone.
+        assert!(ABORTED.with(|a| a.borrow().is_empty()));
         let report = app(&store, &bunny, &jobs, 700).run("r2").await.unwrap();
-        assert_eq!(verdicts(&report), [Verdict::Expired, Verdict::Expired]);
-        for ex in ["ex-bunny", "ex-aws"] {
+        assert_eq!(verdicts(&report), [Verdict::Expired; 3]);
+        // The expired multipart upload's parts are freed at S3.
+        assert_eq!(
+            ABORTED.with(|a| a.borrow().clone()),
+            ["org-berlin/exercises/ex-aws-multipart/video/u1/original.mp4 mpu-1"]
+        );
+        for ex in ["ex-bunny", "ex-aws", "ex-aws-multipart"] {
             let p = record(&store, ex).await.pending.unwrap();
             assert_eq!(p.status, UploadStatus::Failed);
             assert_eq!(p.error.unwrap().code, ErrorCode::UploadExpired);

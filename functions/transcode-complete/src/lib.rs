@@ -73,6 +73,11 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
         }
     }
 
+    /// The media bucket (the reconciler aborts expired multipart uploads through it).
+    pub fn bucket(&self) -> &B {
+        &self.bucket
+    }
+
     /// Handles one EventBridge event. `Err` only when the store is unreachable (retry).
     pub async fn handle(
         &self,

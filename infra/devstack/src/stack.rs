@@ -270,6 +270,9 @@ fn function_specs(
         ("WEBHOOK_FIRST_RETRY_SECONDS", Some("1")),
         ("UPLOAD_URL_TTL_SECONDS", ttl.as_deref()),
         ("BUNNY_UPLOAD_TTL_SECONDS", ttl.as_deref()),
+        ("MULTIPART_UPLOAD_TTL_SECONDS", ttl.as_deref()),
+        // S3's smallest parts, so a local file of a few MiB already goes in several parts.
+        ("MULTIPART_PART_BYTES", Some("5242880")),
     ] {
         if let Some(v) = v {
             set_env(&mut env, k, v);

@@ -356,14 +356,30 @@ mod tests {
                 "upload-intake",
             ),
             ("DELETE /v1/exercises/{id}/video", "upload-intake"),
+            (
+                "DELETE /v1/exercises/{id}/video/uploads/{upload_id}",
+                "upload-intake",
+            ),
             ("GET /v1/exercises/{id}/media", "playback"),
             ("GET /v1/exercises/{id}/video", "playback"),
+            (
+                "GET /v1/exercises/{id}/video/uploads/{upload_id}/parts",
+                "upload-intake",
+            ),
             (
                 "POST /v1/exercises/{id}/instructions/{step}/image",
                 "upload-intake",
             ),
             ("POST /v1/exercises/{id}/thumbnail", "upload-intake"),
             ("POST /v1/exercises/{id}/video", "upload-intake"),
+            (
+                "POST /v1/exercises/{id}/video/uploads/{upload_id}/complete",
+                "upload-intake",
+            ),
+            (
+                "POST /v1/exercises/{id}/video/uploads/{upload_id}/parts",
+                "upload-intake",
+            ),
         ];
         assert_eq!(
             keys,

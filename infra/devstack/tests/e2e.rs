@@ -946,3 +946,209 @@ async fn an_abandoned_intake_fails_upload_expired_and_its_bunny_video_is_deleted
         "the empty Bunny video is deleted"
     );
 }
+
+// --- resumable uploads on the AWS path ----------------------------------------------------------
+
+/// The test clip padded with an MP4 `free` box to just over `len` bytes: S3's 5 MiB parts need
+/// a file of more than 10 MiB for three of them; ffmpeg skips the box.
+fn padded_clip(len: usize) -> Vec<u8> {
+    let mut file = clip().clone();
+    let pad = len.saturating_sub(file.len()).max(8);
+    file.extend_from_slice(&(pad as u32).to_be_bytes());
+    file.extend_from_slice(b"free");
+    file.resize(file.len() + pad - 8, 0);
+    file
+}
+
+/// A multipart route of `upload` as the exercise's admin: the reply.
+async fn upload_call(
+    stack: &Stack,
+    exercise: &str,
+    upload: &str,
+    method: &str,
+    tail: &str,
+    body: Option<Value>,
+) -> Reply {
+    let url = format!(
+        "{}/v1/exercises/{exercise}/video/uploads/{upload}{tail}",
+        stack.urls.gateway
+    );
+    let mut headers = vec![bearer("org-e2e", "admin")];
+    if body.is_some() {
+        headers.push(("content-type", "application/json".into()));
+    }
+    fetch(
+        method,
+        &url,
+        &headers,
+        body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+    )
+    .await
+}
+
+/// Signs `numbers` and PUTs each its slice of `file` as a browser would; the ETags S3 answered.
+async fn send_parts(
+    stack: &Stack,
+    exercise: &str,
+    upload: &str,
+    file: &[u8],
+    part_size: usize,
+    numbers: &[u32],
+) -> Vec<Value> {
+    let signed = upload_call(
+        stack,
+        exercise,
+        upload,
+        "POST",
+        "/parts",
+        Some(json!({ "part_numbers": numbers })),
+    )
+    .await;
+    assert_eq!(
+        signed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&signed.body)
+    );
+    let mut etags = vec![];
+    for part in signed.json()["parts"].as_array().unwrap() {
+        let n = part["part_number"].as_u64().unwrap() as usize;
+        let slice = &file[(n - 1) * part_size..(n * part_size).min(file.len())];
+        let headers: Vec<(&str, String)> = part["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let r = fetch(
+            "PUT",
+            part["url"].as_str().unwrap(),
+            &headers,
+            slice.to_vec(),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            200,
+            "part {n}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        etags.push(json!({"part_number": n, "etag": r.header("etag")}));
+    }
+    etags
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multipart_upload_resumes_from_its_listed_parts_and_plays() {
+    let stack = start().await;
+    let exercise = "ex-multipart";
+    let file = padded_clip((10 << 20) + 4096);
+    let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
+    let r = fetch(
+        "POST",
+        &api,
+        &[
+            bearer("org-e2e", "admin"),
+            ("content-type", "application/json".into()),
+            ("x-exvid-provider", "aws_mediaconvert".into()),
+        ],
+        json!({"filename": "knee bend.mp4", "content_type": "video/mp4", "size_bytes": file.len(), "multipart": true})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let intake = r.json();
+    let upload = intake["upload_id"].as_str().unwrap().to_owned();
+    let part_size = intake["upload"]["part_size"].as_u64().unwrap() as usize;
+    assert_eq!(intake["upload"]["max_parts"], 3, "{intake}");
+
+    // Two parts, then the connection "drops": a new client lists what S3 has and resumes.
+    send_parts(&stack, exercise, &upload, &file, part_size, &[1, 2]).await;
+    let listed = upload_call(&stack, exercise, &upload, "GET", "/parts", None)
+        .await
+        .json();
+    let mut parts: Vec<Value> = listed["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| json!({"part_number": p["part_number"], "etag": p["etag"]}))
+        .collect();
+    assert_eq!(parts.len(), 2, "{listed}");
+    let missing: Vec<u32> = (1..=3)
+        .filter(|n| !parts.iter().any(|p| p["part_number"] == *n))
+        .collect();
+    parts.extend(send_parts(&stack, exercise, &upload, &file, part_size, &missing).await);
+
+    // Refused, nothing changes: a wrong ETag, a part past the declared size, a stale upload id.
+    let status_now = || async {
+        fetch("GET", &api, &[bearer("org-e2e", "patient")], vec![])
+            .await
+            .json()
+    };
+    let before = status_now().await;
+    let mut wrong = parts.clone();
+    wrong[2]["etag"] = parts[0]["etag"].clone();
+    let r = upload_call(
+        &stack,
+        exercise,
+        &upload,
+        "POST",
+        "/complete",
+        Some(json!({ "parts": wrong })),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["type"].clone()),
+        (400, json!("urn:exvid:problem:invalid-parts"))
+    );
+    let r = upload_call(
+        &stack,
+        exercise,
+        &upload,
+        "POST",
+        "/parts",
+        Some(json!({ "part_numbers": [4] })),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let stale = "0193a6f0-0000-7000-8000-00000000dead";
+    let r = upload_call(
+        &stack,
+        exercise,
+        stale,
+        "POST",
+        "/complete",
+        Some(json!({ "parts": parts })),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["type"].clone()),
+        (409, json!("urn:exvid:problem:upload-not-active"))
+    );
+    assert_eq!(status_now().await, before);
+
+    let r = upload_call(
+        &stack,
+        exercise,
+        &upload,
+        "POST",
+        "/complete",
+        Some(json!({ "parts": parts })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = settled(&stack, exercise, Duration::from_secs(120)).await;
+    assert_eq!(
+        v["video_status"],
+        "ready",
+        "{v}\n{}",
+        stack.log().join("\n")
+    );
+    assert_eq!(
+        (v["video_width"].as_u64(), v["video_height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    let master = fetch("GET", v["video_url"].as_str().unwrap(), &[], vec![]).await;
+    assert_eq!(master.status, 200);
+}
