@@ -1,5 +1,5 @@
-// The demo page: what a frontend does with exvid's API. Plain JS; hls.js and tus-js-client are
-// vendored from npm and served by the devstack.
+// The demo page: what a frontend does with exvid's API. Plain JS; hls.js, tus-js-client and Uppy
+// are vendored from npm and served by the devstack.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -8,6 +8,7 @@ const IMAGE_TYPES = { jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', w
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 let hls = null;
 let polling = null;
+let uppy = null; // the AWS upload in progress, for pause/resume
 
 function log(line) {
   const li = document.createElement('li');
@@ -55,6 +56,61 @@ function putToS3(upload, file, onProgress = setUploadProgress) {
   });
 }
 
+// AWS path: a stock Uppy (@uppy/core + @uppy/aws-s3 5.x, from the vendored `uppy` bundle)
+// drives the multipart routes, one callback per route. Pause aborts the part in flight; resume
+// asks which parts S3 has and sends the rest.
+async function must(request, status, what) {
+  const r = await request;
+  if (r.status !== status) {
+    throw new Error(`${what}: ${r.status} ${r.json ? r.json.detail || r.json.title || r.json.message : ''}`);
+  }
+  return r.json;
+}
+
+function uppyUpload(intake, file) {
+  const uploads = `/video/uploads/${encodeURIComponent(intake.upload_id)}`;
+  uppy = new Uppy.Uppy({ id: `exvid-${intake.upload_id}`, autoProceed: false });
+  uppy.use(Uppy.AwsS3, {
+    shouldUseMultipart: true,
+    getChunkSize: () => intake.upload.part_size,
+    createMultipartUpload: async () => ({ uploadId: intake.upload_id, key: intake.upload.key }),
+    signPart: async (_file, { partNumber }) => {
+      const signed = await must(api('POST', { part_numbers: [partNumber] }, `${uploads}/parts`), 200, 'sign part');
+      const part = signed.parts[0];
+      // The browser sets Content-Length itself (and must: it is signed).
+      const headers = Object.fromEntries(Object.entries(part.headers).filter(([k]) => k !== 'content-length'));
+      return { method: 'PUT', url: part.url, headers };
+    },
+    listParts: async () => {
+      const listed = await must(api('GET', null, `${uploads}/parts`), 200, 'list parts');
+      log(`resuming: S3 has part ${listed.parts.map((p) => p.part_number).join(', ') || '(none)'}`);
+      return listed.parts.map((p) => ({ PartNumber: p.part_number, Size: p.size, ETag: p.etag }));
+    },
+    completeMultipartUpload: async (_file, { parts }) => {
+      const named = parts.map((p) => ({ part_number: p.PartNumber, etag: p.ETag }));
+      await must(api('POST', { parts: named }, `${uploads}/complete`), 200, 'complete');
+      return {};
+    },
+    abortMultipartUpload: async () => { await api('DELETE', null, uploads); },
+  });
+  uppy.use(Uppy.StatusBar, { target: '#uppy-status', hideUploadButton: true, hideAfterFinish: false, showProgressDetails: true });
+  uppy.on('upload-progress', (_f, p) => p.bytesTotal && setUploadProgress((100 * p.bytesUploaded) / p.bytesTotal));
+  uppy.on('s3-multipart:part-uploaded', (_f, part) => log(`part ${part.PartNumber} uploaded`));
+  uppy.addFile({ name: file.name, type: file.type || 'video/mp4', data: file, source: 'exvid-demo' });
+  $('pause').hidden = false;
+  return uppy.upload().then((result) => {
+    if (result.failed && result.failed.length) throw new Error(String(result.failed[0].error));
+  }).finally(() => { $('pause').hidden = true; });
+}
+
+function pauseResume() {
+  const file = uppy && uppy.getFiles()[0];
+  if (!file) return;
+  const paused = uppy.pauseResume(file.id);
+  $('pause').textContent = paused ? 'Resume' : 'Pause';
+  log(paused ? 'upload paused' : 'upload resumed');
+}
+
 function tusUpload(upload, file) {
   return new Promise((resolve, reject) => {
     const u = new tus.Upload(file, {
@@ -77,7 +133,11 @@ async function uploadFile() {
   const contentType = TYPES[ext] || file.type;
   setUploadProgress(0);
   $('error').textContent = '';
-  const r = await api('POST', { filename: file.name, content_type: contentType, size_bytes: file.size });
+  // The AWS path always goes resumable here (multipart; one part for a small file).
+  const aws = $('provider').value === 'aws_mediaconvert';
+  const r = await api('POST', {
+    filename: file.name, content_type: contentType, size_bytes: file.size, ...(aws ? { multipart: true } : {}),
+  });
   if (r.status !== 201) {
     $('error').textContent = `${r.status} ${r.json ? r.json.title || r.json.message : ''}`;
     log(`upload refused: ${r.status} ${JSON.stringify(r.json)}`);
@@ -86,6 +146,7 @@ async function uploadFile() {
   log(`upload ${r.json.upload_id} via ${r.json.video_provider}`);
   try {
     if (r.json.upload.protocol === 'tus') await tusUpload(r.json.upload, file);
+    else if (r.json.upload.protocol === 's3-multipart') await uppyUpload(r.json, file);
     else await putToS3(r.json.upload, file);
   } catch (e) {
     $('error').textContent = String(e.message || e);
@@ -275,6 +336,7 @@ async function init() {
   }
   $('upload').onclick = () => uploadFile().catch((e) => log(`error: ${e}`));
   $('refresh').onclick = () => refresh();
+  $('pause').onclick = () => pauseResume();
   $('delete').onclick = () => remove().catch((e) => log(`error: ${e}`));
   $('step-upload').onclick = () => {
     const file = $('step-file').files[0];

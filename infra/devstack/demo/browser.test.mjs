@@ -1,7 +1,8 @@
 // Browser end-to-end test: the real devstack, the demo page in headless Debian Chromium
 // (playwright-core, no downloaded browsers). For each provider it uploads a clip through the
 // page, waits for the progress bar to reach 100% and the status to become ready, and checks
-// that the <video> element plays (currentTime advances). It also manages instruction images
+// that the <video> element plays (currentTime advances); on the AWS path the page uploads with a
+// stock Uppy in parts, cut, paused and resumed. It also manages instruction images
 // through the page (an SVG carrying a script is served under a CSP that stops it) and renders
 // the API reference offline. Screenshots of failures are kept in target/browser-failures/.
 import { test, before, after } from 'node:test';
@@ -176,6 +177,53 @@ test('the API reference renders docs/openapi.yaml from local files only', { time
     assert.deepEqual(elsewhere, []);
     const spec = await (await page.request.get(`${urls.gateway}/openapi.yaml`)).text();
     assert.equal(spec, readFileSync(join(root, 'docs/openapi.yaml'), 'utf8'));
+  });
+});
+
+test('Uppy uploads a video in parts on the AWS path, cut, paused and resumed from the listed parts', { timeout: 240_000 }, async () => {
+  await onPage('uppy', async (page) => {
+    // The clip padded to three 5 MiB parts with an MP4 `free` box (ffmpeg skips it).
+    const box = Buffer.alloc(11 * 1024 * 1024);
+    box.writeUInt32BE(box.length, 0);
+    box.write('free', 4, 'latin1');
+    const file = Buffer.concat([readFileSync(clip), box]);
+    // Parts travel slowly enough to pause between them, and part 2's first attempt is cut.
+    const sent = [];
+    let cut = false;
+    await page.route(/[?&]partNumber=/, async (route) => {
+      const n = Number(new URL(route.request().url()).searchParams.get('partNumber'));
+      sent.push(n);
+      if (n === 2 && !cut) {
+        cut = true;
+        await route.abort('connectionreset');
+        return;
+      }
+      await new Promise((done) => setTimeout(done, 700));
+      await route.continue().catch(() => {}); // a pause may have aborted it meanwhile
+    });
+    const listed = [];
+    page.on('request', (r) => {
+      if (r.method() === 'GET' && /\/video\/uploads\/[^/]+\/parts$/.test(new URL(r.url()).pathname)) listed.push(r.url());
+    });
+    await page.goto(`${urls.gateway}/`);
+    await page.selectOption('#provider', 'aws_mediaconvert');
+    await page.fill('#exercise', 'ex-browser-uppy');
+    await page.setInputFiles('#file', { name: 'knee bend.mp4', mimeType: 'video/mp4', buffer: file });
+    await page.click('#upload');
+    await logSays(page, 'part 1 uploaded');
+    await page.click('#pause');
+    await logSays(page, 'upload paused');
+    await page.waitForTimeout(500);
+    await page.click('#pause');
+    await logSays(page, 'resuming: S3 has part');
+    await page.waitForFunction(() => document.querySelector('#upload-progress').value === 100, null, { timeout: 60_000 });
+    await page.waitForFunction(() => document.querySelector('#status').textContent === 'ready', null, { timeout: 120_000 });
+    await page.evaluate(() => document.querySelector('#player').play().catch(() => {}));
+    await page.waitForFunction(() => document.querySelector('#player').currentTime > 1, null, { timeout: 30_000 });
+    assert.ok(cut, 'part 2 was cut once');
+    assert.ok(listed.length >= 1, 'the resume asked which parts S3 has');
+    assert.deepEqual([...new Set(sent)].sort(), [1, 2, 3]);
+    assert.match(await page.textContent('#uppy-status'), /complete/i);
   });
 });
 

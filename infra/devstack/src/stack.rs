@@ -109,6 +109,12 @@ fn vendor_files() -> Vec<(&'static str, PathBuf)> {
             "vendor/redoc.standalone.js",
             modules.join("redoc/bundles/redoc.standalone.js"),
         ),
+        // @uppy/core + @uppy/aws-s3 5.x (and the status bar) as the `uppy` package bundles them.
+        ("vendor/uppy.min.js", modules.join("uppy/dist/uppy.min.js")),
+        (
+            "vendor/uppy.min.css",
+            modules.join("uppy/dist/uppy.min.css"),
+        ),
     ]
 }
 
