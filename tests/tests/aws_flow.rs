@@ -12,7 +12,7 @@ use exvid_shared::domain::ids::Uuid7;
 use exvid_shared::domain::lifecycle::UploadStatus;
 use exvid_shared::domain::playback_token::{verify, TokenKey};
 use exvid_shared::domain::video::ExerciseVideo;
-use exvid_shared::media_bucket::MediaBucket;
+use exvid_shared::media_bucket::{MediaBucket, MultipartError, MultipartUploads};
 use exvid_shared::mediaconvert::client::MediaConvert;
 use exvid_shared::store::{Consistency, VideoStore};
 use exvid_tests::contract::Contracted;
@@ -1512,9 +1512,29 @@ async fn multipart_uploads_resume_complete_once_and_refuse_what_they_cannot_take
         .upload_route("intake-multipart-abort.json", EXERCISE, &third, None)
         .await;
     assert_eq!(status, 409, "aborting twice");
-    // Small files get one PUT unless asked; large ones multipart unless refused.
+    // A new upload replacing a multipart one frees the old one's parts at S3. Small files get
+    // one PUT unless asked; large ones multipart unless refused.
+    let mut request = video_request(small.len());
+    request["multipart"] = json!(true);
+    let fourth = json_body(&intake(request).await)["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.send_parts(EXERCISE, &fourth, &small, &[1]).await;
+    let replaced = s.record(EXERCISE).await.unwrap().pending.unwrap();
     let single = json_body(&intake(video_request(1000)).await);
     assert_eq!(single["upload"]["method"], "PUT");
+    let gone = s
+        .bucket
+        .list_parts(
+            replaced.source_key.as_deref().unwrap(),
+            &replaced.multipart.unwrap().s3_upload_id,
+        )
+        .await;
+    assert!(
+        matches!(gone, Err(MultipartError::NoSuchUpload)),
+        "{gone:?}"
+    );
     let mut big = video_request(200 << 20);
     let chosen = json_body(&intake(big.clone()).await);
     assert_eq!(chosen["upload"]["protocol"], "s3-multipart");

@@ -504,6 +504,7 @@ where
             } => {
                 if let Some(old) = replaced {
                     tracing::info!(replaced_upload = %old.upload_id, "pending upload replaced");
+                    self.abort_replaced_multipart(&old).await;
                 }
                 tracing::info!(scope = %u.scope, provider = %pending.provider, "upload awaiting bytes");
                 Ok(*video)

@@ -150,6 +150,22 @@ where
         Ok((UploadTarget::Multipart(target), expires.to_rfc3339()))
     }
 
+    /// A new upload replaced a multipart one still waiting for its bytes: its parts are freed
+    /// now rather than by the bucket's one-day rule (a failure is only logged; the rule remains).
+    pub(crate) async fn abort_replaced_multipart(&self, old: &PendingUpload) {
+        let (Some(m), Some(key)) = (&old.multipart, &old.source_key) else {
+            return;
+        };
+        match self.bucket.abort_multipart(key, &m.s3_upload_id).await {
+            Ok(()) => {
+                tracing::info!(replaced_upload = %old.upload_id, "replaced multipart upload aborted")
+            }
+            Err(e) => {
+                tracing::warn!(replaced_upload = %old.upload_id, error = %e, "replaced multipart upload not aborted; the bucket's lifecycle rule will")
+            }
+        }
+    }
+
     pub(crate) async fn multipart_route(
         &self,
         route: &str,
