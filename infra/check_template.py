@@ -98,6 +98,15 @@ def check_sam_source(sam):
     for name, fn in resources_of(sam, "AWS::Serverless::Function").items():
         meta = fn.get("Metadata", {})
         check(meta.get("BuildMethod") == "rust-cargolambda", f"{name}: not built with cargo-lambda")
+        # SAM's cargo-lambda builder reads the binary from BuildProperties only; a `Binary`
+        # straight under Metadata is ignored (the build then guesses).
+        binary = (meta.get("BuildProperties") or {}).get("Binary")
+        check(
+            isinstance(binary, str)
+            and os.path.isfile(os.path.join(ROOT, "functions", binary, "Cargo.toml")),
+            f"{name}: Metadata.BuildProperties.Binary must name a package under functions/",
+        )
+        check("Binary" not in meta, f"{name}: Metadata.Binary is ignored by SAM; use BuildProperties.Binary")
         variables = fn["Properties"].get("Environment", {}).get("Variables", {})
         for var, value in variables.items():
             if "KEY" in var or "SECRET" in var:

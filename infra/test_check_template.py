@@ -36,6 +36,11 @@ MUTATIONS = {
         "WEBHOOK_SECRET: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     ),
     "a bad stream record replays its batch": ("            FunctionResponseTypes: [ReportBatchItemFailures]\n            DestinationConfig:", "            DestinationConfig:"),
+    "binary where SAM does not read it": (
+        "      BuildProperties:\n        Binary: playback\n",
+        "      Binary: playback\n",
+    ),
+    "binary of no package": ("        Binary: playback\n", "        Binary: plaback\n"),
     "served SVG may run scripts": ("; style-src 'unsafe-inline'; sandbox\"", "; style-src 'unsafe-inline'; script-src *\""),
 }
 

@@ -11,7 +11,7 @@
 //! `devstack invoke FUNCTION --event FILE [--seed FILE] [--release]` starts moto, creates the
 //! table, stores the seed records, runs the function's real bootstrap binary behind a local
 //! Lambda Runtime API, hands it the event, prints the response and stops everything. FUNCTION is
-//! any function `template.yaml` deploys (its `Metadata.Binary`).
+//! any function `template.yaml` deploys (its `Metadata.BuildProperties.Binary`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

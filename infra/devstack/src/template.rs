@@ -33,7 +33,8 @@ pub struct Route {
     pub path: String,
     /// The function's logical id in the template.
     pub function: String,
-    /// The cargo binary (`Metadata.Binary`), i.e. the bootstrap to run.
+    /// The cargo binary (`Metadata.BuildProperties.Binary`, what SAM's cargo-lambda build
+    /// reads), i.e. the bootstrap to run.
     pub binary: String,
 }
 
@@ -141,10 +142,12 @@ impl Template {
     }
 
     fn binary(function: &str, resource: &Value) -> Result<String, TemplateError> {
-        resource["Metadata"]["Binary"]
+        resource["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| TemplateError::Shape(format!("{function}: no Metadata.Binary")))
+            .ok_or_else(|| {
+                TemplateError::Shape(format!("{function}: no Metadata.BuildProperties.Binary"))
+            })
     }
 
     /// The bootstrap binary of every function the template deploys.
