@@ -3,7 +3,7 @@ CloudFormation (cfn-lint >= 1.54 no longer runs the SAM transform, so circular d
 show there), and the project's own rules on the result: private encrypted storage, least
 privilege, no plaintext secrets, JWT on every API route.
 
-Usage: python infra/check_template.py [template.yaml]   (exit 0 = all checks passed)
+Usage: python infra/check_template.py [template.yaml [samconfig.toml]]   (exit 0 = all checks passed)
 """
 import json
 import os
@@ -291,6 +291,76 @@ def check_translated(cfn):
     )
 
 
+def rule_value(expr, params):
+    """A CloudFormation rule expression under `params` (Ref, Equals, Not, And, Or)."""
+    if isinstance(expr, dict) and len(expr) == 1:
+        (fn, arg), = expr.items()
+        if fn == "Ref":
+            return params.get(arg)
+        if fn == "Fn::Equals":
+            a, b = (rule_value(x, params) for x in arg)
+            return str(a) == str(b)
+        if fn == "Fn::Not":
+            return not rule_value(arg[0], params)
+        if fn == "Fn::And":
+            return all(rule_value(x, params) for x in arg)
+        if fn == "Fn::Or":
+            return any(rule_value(x, params) for x in arg)
+        raise ValueError(f"rule function {fn} is not evaluated here")
+    return expr
+
+
+def check_samconfig(sam, path):
+    """Every deploy environment of samconfig.toml passes the template's parameter constraints
+    and Rules, as CloudFormation would check them before deploying."""
+    import re
+    import shlex
+    import tomllib
+
+    with open(path, "rb") as f:
+        config = tomllib.load(f)
+    declared = sam.get("Parameters", {})
+    envs = 0
+    for env, commands in config.items():
+        if not isinstance(commands, dict):  # `version`
+            continue
+        overrides = ((commands.get("deploy") or {}).get("parameters") or {}).get("parameter_overrides")
+        if overrides is None:
+            continue
+        envs += 1
+        if isinstance(overrides, str):
+            overrides = shlex.split(overrides)
+        given = dict(o.split("=", 1) for o in overrides)
+        for name in given:
+            check(name in declared, f"samconfig [{env}]: {name} is not a template parameter")
+        params = {n: str(p["Default"]) for n, p in declared.items() if "Default" in p}
+        params.update(given)
+        for name, p in declared.items():
+            if name not in params:
+                check(False, f"samconfig [{env}]: {name} has no default and no value")
+                continue
+            pattern = p.get("AllowedPattern")
+            check(
+                pattern is None or re.fullmatch(pattern, params[name]) is not None,
+                f"samconfig [{env}]: {name}={params[name]!r} does not match {pattern}",
+            )
+            allowed = p.get("AllowedValues")
+            check(
+                allowed is None or params[name] in [str(a) for a in allowed],
+                f"samconfig [{env}]: {name}={params[name]!r} is not one of {allowed}",
+            )
+        for rule, body in (sam.get("Rules") or {}).items():
+            if not rule_value(body.get("RuleCondition", True), params):
+                continue
+            for a in body.get("Assertions", []):
+                check(
+                    bool(rule_value(a["Assert"], params)),
+                    f"samconfig [{env}]: rule {rule}: {a.get('AssertDescription', 'fails')}",
+                )
+    check(envs > 0, "samconfig.toml has no deploy environment")
+    return envs
+
+
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "template.yaml")
     with open(path, encoding="utf-8") as f:
@@ -299,6 +369,8 @@ def main():
     check_sam_source(sam)
     check_public_endpoints(sam)
     check_edge_and_events(sam)
+    samconfig = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "samconfig.toml")
+    environments = check_samconfig(sam, samconfig)
     # What `sam package` does before the transform: local code paths become S3 URIs.
     packaged = json.loads(json.dumps(sam))
     for fn in resources_of(packaged, "AWS::Serverless::Function").values():
@@ -324,7 +396,7 @@ def main():
         for f in failures:
             print(f"  - {f}", file=sys.stderr)
         sys.exit(1)
-    print(f"template ok: cfn-lint, SAM translator, cfn-lint of the translation, {len(PARAMETERS)} parameters resolved, security rules")
+    print(f"template ok: cfn-lint, SAM translator, cfn-lint of the translation, {len(PARAMETERS)} parameters resolved, security rules, samconfig's {environments} environments pass the rules")
 
 
 if __name__ == "__main__":

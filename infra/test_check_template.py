@@ -45,6 +45,25 @@ MUTATIONS = {
 }
 
 
+SAMCONFIG = os.path.join(os.path.dirname(HERE), "samconfig.toml")
+
+# Broken samconfig.toml environments the check must refuse (against the real template).
+SAMCONFIG_MUTATIONS = {
+    "bunny provider without a library": ('  "BunnyStreamLibraryId=100001",\n', ""),
+    "library id that is not a number": ("BunnyStreamLibraryId=100002", "BunnyStreamLibraryId=lib-2"),
+    "parameter the template does not have": ('  "Stage=dev",', '  "Stage=dev",\n  "VideoProvidr=aws_mediaconvert",'),
+}
+
+
+def rejected(args):
+    r = subprocess.run(
+        [sys.executable, os.path.join(HERE, "check_template.py"), *args],
+        capture_output=True,
+        text=True,
+    )
+    return r.returncode != 0
+
+
 def main():
     with open(TEMPLATE, encoding="utf-8") as f:
         original = f.read()
@@ -56,19 +75,30 @@ def main():
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as t:
             t.write(original.replace(old, new, 1))
         try:
-            r = subprocess.run(
-                [sys.executable, os.path.join(HERE, "check_template.py"), t.name],
-                capture_output=True,
-                text=True,
-            )
+            if not rejected([t.name]):
+                missed.append(f"{name}: accepted")
         finally:
             os.unlink(t.name)
-        if r.returncode == 0:
-            missed.append(f"{name}: accepted")
+    with open(SAMCONFIG, encoding="utf-8") as f:
+        config = f.read()
+    for name, (old, new) in SAMCONFIG_MUTATIONS.items():
+        if old not in config:
+            missed.append(f"samconfig {name}: the text to mutate is no longer in samconfig.toml")
+            continue
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as t:
+            t.write(config.replace(old, new, 1))
+        try:
+            if not rejected([TEMPLATE, t.name]):
+                missed.append(f"samconfig {name}: accepted")
+        finally:
+            os.unlink(t.name)
     if missed:
         print("template checker self-test failed:", *missed, sep="\n  - ", file=sys.stderr)
         sys.exit(1)
-    print(f"template checker self-test ok: {len(MUTATIONS)} broken templates rejected")
+    print(
+        f"template checker self-test ok: {len(MUTATIONS)} broken templates and "
+        f"{len(SAMCONFIG_MUTATIONS)} broken samconfig environments rejected"
+    )
 
 
 if __name__ == "__main__":
