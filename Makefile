@@ -7,8 +7,10 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 CARGO   ?= cargo
 export EXVID_VENV := $(abspath $(VENV))
+# When this make started: set-up steps report the time they took from here.
+SETUP_T0 := $(shell date +%s)
 
-.PHONY: help dev dev-lossy test tools system-tools chromium venv npm fmt-check clippy build unit edge browser template contract bench invoke clean
+.PHONY: help dev dev-lossy test tools system-tools chromium venv venv-run npm setup-done fmt-check clippy build unit edge browser template contract bench invoke clean
 
 help:
 	@echo "make dev    - run the local cloud: moto, every function, gateway, CDNs, Bunny + MediaConvert stand-ins, demo page"
@@ -23,26 +25,35 @@ tools:
 	@{ $(CARGO) fmt --version && $(CARGO) clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy >/dev/null 2>&1 \
 	  || { echo "error: rustfmt and clippy are missing and could not be installed (rustup component add rustfmt clippy)" >&2; exit 1; }
 
-$(VENV)/.installed: requirements-dev.txt
+# Two sets: what running the local cloud needs (make dev), and what the tests add (make test).
+$(VENV)/.run: requirements-run.txt
+	@echo "setup: Python tools to run the stack (moto) into $(VENV) …"
 	@python3 -m venv $(VENV) >/dev/null 2>&1 || { echo "error: could not create $(VENV) (on Debian: apt-get install python3-venv)" >&2; exit 1; }
-	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt \
-	  || { echo "error: pip could not install requirements-dev.txt into $(VENV)" >&2; exit 1; }
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-run.txt \
+	  || { echo "error: pip could not install requirements-run.txt into $(VENV)" >&2; exit 1; }
 	@touch $@
 
-venv: $(VENV)/.installed
+$(VENV)/.test: requirements-test.txt requirements-run.txt $(VENV)/.run
+	@echo "setup: Python tools for the tests (cfn-lint, SAM translator, schemathesis) into $(VENV) …"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt \
+	  || { echo "error: pip could not install requirements-test.txt into $(VENV)" >&2; exit 1; }
+	@touch $@
+
+venv-run: $(VENV)/.run
+venv: $(VENV)/.test
 
 # ffmpeg (transcoding stand-ins) and chromium (browser test), from Debian's packages when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-tools:
 	@missing=""; command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="ffmpeg"; \
 	  if [ -n "$$missing" ]; then \
-	    echo "installing $$missing (apt-get)"; \
+	    echo "setup: $$missing from Debian's packages (apt-get) …"; \
 	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; } >/dev/null 2>&1 \
 	      || { echo "error: could not install $$missing (apt-get install $$missing)" >&2; exit 1; }; \
 	  fi
 
 chromium:
-	@command -v chromium >/dev/null || { echo "installing chromium (apt-get)"; \
+	@command -v chromium >/dev/null || { echo "setup: chromium from Debian's packages (apt-get) …"; \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; } >/dev/null 2>&1 \
 	    || { echo "error: could not install chromium (apt-get install chromium)" >&2; exit 1; }; }
 
@@ -50,6 +61,7 @@ chromium:
 DEMO := infra/devstack/demo
 $(DEMO)/node_modules/.installed: $(DEMO)/package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found (apt-get install nodejs npm, Node 20 or later)" >&2; exit 1; }
+	@echo "setup: the demo page's scripts (hls.js, tus-js-client, Uppy, Redoc) from npm into $(DEMO)/node_modules …"
 	@cd $(DEMO) && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
 	  || { echo "error: npm could not install $(DEMO)/package.json" >&2; exit 1; }
 	@touch $@
@@ -58,16 +70,21 @@ npm: $(DEMO)/node_modules/.installed
 
 # --- run --------------------------------------------------------------------------------------
 
+# One line with the set-up time once everything is there (the first run installs, later ones
+# only check).
+setup-done:
+	@echo "setup: ready in $$(( $$(date +%s) - $(SETUP_T0) )) s"
+
 PORT ?= 8700
-dev: tools venv system-tools npm build
+dev: tools venv-run system-tools npm build setup-done
 	target/debug/devstack up --port $(PORT)
 
 # The local cloud losing every provider event: the reconciler finishes uploads, links expire in 60 s.
-dev-lossy: tools venv system-tools npm build
+dev-lossy: tools venv-run system-tools npm build setup-done
 	target/debug/devstack up --port $(PORT) --drop-provider-events 1 --reconcile-every 5 --upload-ttl 60
 
 # One function, one event, as Lambda would run it (no stack).
-invoke: tools venv
+invoke: tools venv-run
 	$(CARGO) build -p playback -p devstack
 	target/debug/devstack invoke playback --event tests/events/playback-get.json --seed tests/events/seed-playback.json
 
@@ -81,7 +98,8 @@ clippy: tools
 
 # Every bootstrap binary: the local cloud runs the real ones.
 build: tools
-	$(CARGO) build --workspace --bins
+	@echo "setup: building every function and the local cloud (cargo build) …"
+	@$(CARGO) build --workspace --bins
 
 unit: tools venv system-tools build
 	@mkdir -p target; rm -f target/e2e-timing.txt

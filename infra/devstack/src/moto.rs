@@ -98,7 +98,7 @@ impl Moto {
         if line.trim() != "ready" {
             let _ = moto.child.kill();
             return Err(io::Error::other(
-                "moto did not start (is moto[server] installed in the venv? run `make venv`)",
+                "moto did not start (is moto installed in the venv? run `make venv-run`)",
             ));
         }
         let deadline = Instant::now() + Duration::from_secs(20);
