@@ -26,8 +26,10 @@ async function token() {
 async function api(method, body, path = '/video') {
   const headers = { authorization: `Bearer ${await token()}`, 'x-exvid-provider': $('provider').value };
   if (body) headers['content-type'] = 'application/json';
+  // An admin console shows the state as it is now: the media view may be cached privately for
+  // minutes (Cache-Control), which would hide the change an admin just made.
   const r = await fetch(`/v1/exercises/${encodeURIComponent($('exercise').value)}${path}`, {
-    method, headers, body: body ? JSON.stringify(body) : undefined,
+    method, headers, body: body ? JSON.stringify(body) : undefined, cache: 'no-store',
   });
   const text = await r.text();
   let json = null;

@@ -21,6 +21,8 @@ const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 let stack;
 let urls;
+// The stack's last lines (gateway, functions, S3 events), added to a failure's message.
+const stackLines = [];
 let browser;
 const clip = join(tmpdir(), `exvid-browser-${process.pid}.mp4`);
 const still = (ext) => join(tmpdir(), `exvid-browser-${process.pid}.${ext}`);
@@ -36,12 +38,14 @@ function startStack() {
       reject(new Error(`${bin} not found: cargo build --workspace --bins`));
       return;
     }
-    stack = spawn(bin, ['up', '--port', '0', '--quiet'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    stack = spawn(bin, ['up', '--port', '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     const timer = setTimeout(() => reject(new Error(`devstack did not start:\n${out}\n${err}`)), 60_000);
     stack.stdout.on('data', (d) => {
-      out += d;
+      if (!urls) out += d;
+      stackLines.push(...String(d).split('\n').filter(Boolean).map((l) => l.slice(0, 400)));
+      stackLines.splice(0, Math.max(0, stackLines.length - 80));
       const m = out.match(/devstack: urls (\{.*\})/);
       if (m && !urls) {
         clearTimeout(timer);
@@ -49,7 +53,11 @@ function startStack() {
         resolve();
       }
     });
-    stack.stderr.on('data', (d) => { err += d; });
+    stack.stderr.on('data', (d) => {
+      if (!urls) err += d;
+      stackLines.push(...String(d).split('\n').filter(Boolean).map((l) => l.slice(0, 400)));
+      stackLines.splice(0, Math.max(0, stackLines.length - 80));
+    });
     stack.on('exit', (code) => {
       clearTimeout(timer);
       if (!urls) reject(new Error(`devstack exited (${code}):\n${out}\n${err}`));
@@ -98,6 +106,7 @@ async function onPage(name, body) {
     mkdirSync(failures, { recursive: true });
     await page.screenshot({ path: join(failures, `${name}.png`), fullPage: true }).catch(() => {});
     e.message += `\n${lines.join('\n')}\nlog: ${await page.textContent('#log').catch(() => '')}`;
+    e.message += `\nstack (last lines):\n${stackLines.join('\n')}`;
     throw e;
   } finally {
     await page.close();
