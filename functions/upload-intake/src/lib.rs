@@ -10,7 +10,9 @@
 //!   Bunny video is created first, then recorded with its `BUNNY#{guid}` pointer in one
 //!   transaction (and deleted again if that fails, so no orphan is left at Bunny).
 //! - `DELETE /v1/exercises/{id}/video`: removes the record's Bunny videos, every object under
-//!   the exercise's prefix and the items; deleting what is gone is a 204.
+//!   the exercise's prefix and the items; an exercise without a record is a 404, like another
+//!   org's (a 204 would tell the two apart).
+//! - `…/video/uploads/{upload_id}/…`: the S3 multipart routes (`multipart_routes`).
 
 use std::time::Duration;
 
@@ -33,11 +35,11 @@ use exvid_shared::http_edge::{self, ApiError};
 use exvid_shared::media_bucket::{
     MediaBucket, MultipartUploads, PresignedPut, PutConditions, ORIGINAL_TAGGING,
 };
-
-mod multipart_routes;
 use exvid_shared::store::{
     self, BunnyPointer, Consistency, Decision, Outcome, Pointers, Start, VideoStore, Write,
 };
+
+mod multipart_routes;
 
 /// The intake function's configuration.
 #[derive(Debug, Clone)]
@@ -282,8 +284,8 @@ where
         }
     }
 
-    /// Deletes step `step`'s image (every type of it) and forgets it on the record. Already
-    /// gone, or an exercise without a record: 204 all the same.
+    /// Deletes step `step`'s image (every type of it) and forgets it on the record. A step
+    /// without an image is a 204; an exercise without a record a 404 (as another org's).
     async fn delete_instruction_image(
         &self,
         principal: &Principal,
