@@ -137,8 +137,13 @@ test: fmt-check clippy unit edge browser template contract
 
 # --- measure ----------------------------------------------------------------------------------
 
+# Each package built by itself, as `sam build` (cargo lambda) builds it: one cargo invocation
+# merges features across its packages, so devstack's (or another function's) would leak into a
+# function and the bench would measure binaries nobody deploys.
+BENCHED := bench-hello playback upload-intake transcode-start transcode-complete bunny-webhook
 bench: tools venv
-	$(CARGO) build --release -p playback -p upload-intake -p transcode-start -p transcode-complete -p bunny-webhook -p bench-hello -p devstack
+	@for p in $(BENCHED); do echo "bench: building $$p by itself (release)"; $(CARGO) build --release -q -p $$p || exit 1; done
+	@echo "bench: building the bench driver (release)"; $(CARGO) build --release -q -p devstack --bin bench
 	target/release/bench
 
 clean:
