@@ -56,6 +56,7 @@ LEAST_PRIVILEGE = {
         "mediaconvert:GetJob", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucketVersions",
         "s3:AbortMultipartUpload",
     },
+    "CdnKeySyncFunction": {"cloudfront-keyvaluestore:DescribeKeyValueStore", "cloudfront-keyvaluestore:PutKey"},
 }
 
 # Managed policies SAM attaches for an event source, allowed only on the function that has it.

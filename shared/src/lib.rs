@@ -7,7 +7,8 @@
 //! - [`bunny`] and [`mediaconvert`]: the providers, each with its pure wire mapping next to its
 //!   client.
 //! - [`aws`]: the AWS adapters (SDK bootstrap, the DynamoDB store, the S3 bucket, S3 events).
-//! - [`http_edge`]: the API functions' edge (caller, problem+json); [`config`], [`telemetry`].
+//! - [`http_edge`]: the API functions' edge (caller, problem+json); [`config`], [`telemetry`],
+//!   [`lazy_client`] (clients only some requests need, built by the first that does).
 //!
 //! Adapters sit behind cargo features, so each function links only the SDK clients it uses.
 
@@ -15,6 +16,7 @@ pub mod aws;
 pub mod bunny;
 pub mod config;
 pub mod domain;
+pub mod lazy_client;
 pub mod media_bucket;
 pub mod mediaconvert;
 pub mod store;

@@ -150,6 +150,18 @@ impl Template {
             })
     }
 
+    /// `(binary, CodeUri)` of every function whose `CodeUri` is a plain path (as in the
+    /// template `sam build` writes, where it names the built function's folder).
+    pub fn function_code(&self) -> Result<Vec<(String, String)>, TemplateError> {
+        self.resources("AWS::Serverless::Function")
+            .into_iter()
+            .filter_map(|(name, f)| {
+                let code = f["Properties"]["CodeUri"].as_str()?.to_owned();
+                Some(Self::binary(&name, f).map(|b| (b, code)))
+            })
+            .collect()
+    }
+
     /// The bootstrap binary of every function the template deploys.
     pub fn binaries(&self) -> Result<Vec<String>, TemplateError> {
         self.resources("AWS::Serverless::Function")
@@ -404,6 +416,7 @@ mod tests {
             all,
             [
                 "bunny-webhook",
+                "cdn-key-sync",
                 "notify",
                 "playback",
                 "reconcile",
