@@ -49,9 +49,7 @@ fn notify<'a>(
         timeout,
         first_retry: Duration::from_secs(notify::FIRST_RETRY_SECONDS),
     };
-    let poster = HttpPoster {
-        client: exvid_shared::https::client(timeout).unwrap(),
-    };
+    let poster = HttpPoster::new(timeout);
     Notify::new(queue, queue, poster, SystemClock, config)
 }
 

@@ -1,4 +1,6 @@
 //! notify's ports on AWS and HTTP: the EventBridge bus, the SQS delivery queue, reqwest.
+//! Each client is built by the first invocation that needs it: stream batches publish and
+//! queue, delivery batches post (and reschedule), so neither path pays for the other's client.
 
 use std::time::Duration;
 
@@ -6,13 +8,14 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use exvid_shared::domain::video_event::VideoEvent;
+use exvid_shared::lazy_client::LazyClient;
 
 use crate::{Delivery, DeliveryQueue, EventBus, NotifyError, PostOutcome, WebhookPoster};
 
 /// Events on a custom bus, `Source: exvid`, `DetailType`: the event type, `Detail`: the
 /// payload subscribers get (plus the id).
 pub struct EventBridgeBus {
-    pub client: aws_sdk_eventbridge::Client,
+    pub client: LazyClient<aws_sdk_eventbridge::Client>,
     pub bus_name: String,
 }
 
@@ -32,6 +35,7 @@ impl EventBus for EventBridgeBus {
             });
             let out = self
                 .client
+                .get()
                 .put_events()
                 .set_entries(Some(entries.collect()))
                 .send()
@@ -52,7 +56,7 @@ impl EventBus for EventBridgeBus {
 }
 
 pub struct SqsQueue {
-    pub client: aws_sdk_sqs::Client,
+    pub client: LazyClient<aws_sdk_sqs::Client>,
     pub queue_url: String,
 }
 
@@ -73,6 +77,7 @@ impl DeliveryQueue for SqsQueue {
             }
             let out = self
                 .client
+                .get()
                 .send_message_batch()
                 .queue_url(&self.queue_url)
                 .set_entries(Some(entries))
@@ -92,6 +97,7 @@ impl DeliveryQueue for SqsQueue {
 
     async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), NotifyError> {
         self.client
+            .get()
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(receipt_handle)
@@ -105,7 +111,16 @@ impl DeliveryQueue for SqsQueue {
 
 /// POSTs with the shared HTTPS client (the attempt bounded by its timeout).
 pub struct HttpPoster {
-    pub client: reqwest::Client,
+    pub client: LazyClient<Result<reqwest::Client, String>>,
+}
+
+impl HttpPoster {
+    /// The shared HTTPS client with `timeout` per attempt, built on the first delivery.
+    pub fn new(timeout: Duration) -> Self {
+        HttpPoster {
+            client: LazyClient::new(move || exvid_shared::https::client(timeout)),
+        }
+    }
 }
 
 impl WebhookPoster for HttpPoster {
@@ -115,7 +130,11 @@ impl WebhookPoster for HttpPoster {
         headers: &[(&'static str, String)],
         body: &[u8],
     ) -> PostOutcome {
-        let mut request = self.client.post(url).body(body.to_vec());
+        let client = match self.client.get() {
+            Ok(c) => c,
+            Err(e) => return PostOutcome::NoAnswer(format!("no HTTPS client: {e}")),
+        };
+        let mut request = client.post(url).body(body.to_vec());
         for (name, value) in headers {
             request = request.header(*name, value);
         }

@@ -3,6 +3,7 @@
 use exvid_shared::aws::sdk::sdk_config;
 use exvid_shared::config::{fail_init, Env};
 use exvid_shared::domain::clock::SystemClock;
+use exvid_shared::lazy_client::LazyClient;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use notify::adapters::{EventBridgeBus, HttpPoster, SqsQueue};
 use notify::{Notify, NotifyConfig};
@@ -23,17 +24,20 @@ async fn main() -> Result<(), Error> {
         .await
         .unwrap_or_else(|e| fail_init("notify", e));
     let bus = EventBridgeBus {
-        client: aws_sdk_eventbridge::Client::new(&sdk),
+        client: LazyClient::new({
+            let sdk = sdk.clone();
+            move || aws_sdk_eventbridge::Client::new(&sdk)
+        }),
         bus_name,
     };
     let queue = SqsQueue {
-        client: aws_sdk_sqs::Client::new(&sdk),
+        client: LazyClient::new({
+            let sdk = sdk.clone();
+            move || aws_sdk_sqs::Client::new(&sdk)
+        }),
         queue_url,
     };
-    let poster = HttpPoster {
-        client: exvid_shared::https::client(config.timeout)
-            .unwrap_or_else(|e| fail_init("notify", e)),
-    };
+    let poster = HttpPoster::new(config.timeout);
     let app = Notify::new(bus, queue, poster, SystemClock, config);
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
     let sdk = sdk_config().await.unwrap_or_else(|e| fail_init(NAME, e));
     let store = DynamoStore::from_sdk_config(&sdk, &complete_config.table_name);
     let bucket =
-        S3Bucket::from_sdk_config(&sdk, &complete_config.bucket, has_custom_endpoint("S3"));
+        S3Bucket::lazy_from_sdk_config(&sdk, &complete_config.bucket, has_custom_endpoint("S3"));
     // GetJob only: no role or queue is used.
     let jobs = Some(MediaConvert::from_sdk_config(&sdk, "", None));
     let complete = TranscodeComplete::new(store.clone(), bucket, SystemClock, complete_config);

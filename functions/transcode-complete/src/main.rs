@@ -18,7 +18,8 @@ async fn main() -> Result<(), Error> {
         .await
         .unwrap_or_else(|e| fail_init("transcode-complete", e));
     let store = DynamoStore::from_sdk_config(&sdk, &config.table_name);
-    let bucket = S3Bucket::from_sdk_config(&sdk, &config.bucket, has_custom_endpoint("S3"));
+    // Only a replaced rendition needs the bucket (its outputs are deleted): built on first use.
+    let bucket = S3Bucket::lazy_from_sdk_config(&sdk, &config.bucket, has_custom_endpoint("S3"));
     let app = TranscodeComplete::new(store, bucket, SystemClock, config);
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

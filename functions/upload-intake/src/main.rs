@@ -25,7 +25,8 @@ async fn main() -> Result<(), Error> {
     };
     let sdk = sdk_config().await.unwrap_or_else(|e| fail_init(NAME, e));
     let store = DynamoStore::from_sdk_config(&sdk, &config.table_name);
-    let bucket = S3Bucket::from_sdk_config(&sdk, &config.bucket, has_custom_endpoint("S3"));
+    // Bunny-path video intakes never touch the bucket: its client is built on first use.
+    let bucket = S3Bucket::lazy_from_sdk_config(&sdk, &config.bucket, has_custom_endpoint("S3"));
     let app = Intake::new(store, bucket, bunny, SystemClock, Uuid7, config);
     lambda_http::run(service_fn(|req: Request| async {
         Ok::<_, Error>(app.handle(req).await)

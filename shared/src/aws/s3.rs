@@ -1,6 +1,7 @@
 //! [`MediaBucket`] on S3 (aws-sdk-s3, default features off, the shared HTTPS client).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -10,6 +11,7 @@ use aws_sdk_s3::Client;
 
 use crate::domain::clock::Timestamp;
 use crate::domain::multipart::UploadedPart;
+use crate::lazy_client::LazyClient;
 use crate::media_bucket::{
     BucketError, MediaBucket, MultipartError, MultipartUploads, ObjectHead, PresignedPut,
     PutConditions, UPLOAD_ID_METADATA,
@@ -18,7 +20,7 @@ use crate::media_bucket::{
 /// The media bucket on S3.
 #[derive(Debug, Clone)]
 pub struct S3Bucket {
-    client: Client,
+    client: Arc<LazyClient<Client>>,
     bucket: String,
 }
 
@@ -71,7 +73,7 @@ fn length(bytes: u64) -> Result<i64, BucketError> {
 impl S3Bucket {
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
         S3Bucket {
-            client,
+            client: Arc::new(LazyClient::ready(client)),
             bucket: bucket.into(),
         }
     }
@@ -83,14 +85,36 @@ impl S3Bucket {
         bucket: impl Into<String>,
         path_style: bool,
     ) -> Self {
-        let s3 = aws_sdk_s3::config::Builder::from(config)
+        Self::new(
+            Client::from_conf(Self::client_config(config, path_style)),
+            bucket,
+        )
+    }
+
+    /// As [`from_sdk_config`](Self::from_sdk_config), the client built by the first request
+    /// that touches the bucket (for functions where few requests do).
+    pub fn lazy_from_sdk_config(
+        config: &aws_config::SdkConfig,
+        bucket: impl Into<String>,
+        path_style: bool,
+    ) -> Self {
+        let config = config.clone();
+        S3Bucket {
+            client: Arc::new(LazyClient::new(move || {
+                Client::from_conf(Self::client_config(&config, path_style))
+            })),
+            bucket: bucket.into(),
+        }
+    }
+
+    fn client_config(config: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::Config {
+        aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)
-            .build();
-        Self::new(Client::from_conf(s3), bucket)
+            .build()
     }
 
     pub fn client(&self) -> &Client {
-        &self.client
+        self.client.get()
     }
 }
 
@@ -101,7 +125,7 @@ impl MediaBucket for S3Bucket {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>, BucketError> {
         match self
-            .client
+            .client()
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -131,7 +155,7 @@ impl MediaBucket for S3Bucket {
         }
         let range = format!("bytes={offset}-{}", offset + len - 1);
         let out = match self
-            .client
+            .client()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -173,7 +197,7 @@ impl MediaBucket for S3Bucket {
         now: Timestamp,
     ) -> Result<PresignedPut, BucketError> {
         let mut put = self
-            .client
+            .client()
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -198,7 +222,7 @@ impl MediaBucket for S3Bucket {
         let mut version_marker: Option<String> = None;
         loop {
             let page = self
-                .client
+                .client()
                 .list_object_versions()
                 .bucket(&self.bucket)
                 .prefix(prefix)
@@ -233,7 +257,7 @@ impl MediaBucket for S3Bucket {
                     .build()
                     .map_err(|e| BucketError::Unavailable(e.to_string()))?;
                 let out = self
-                    .client
+                    .client()
                     .delete_objects()
                     .bucket(&self.bucket)
                     .delete(delete)
@@ -270,7 +294,7 @@ impl MultipartUploads for S3Bucket {
         conditions: &PutConditions,
     ) -> Result<String, BucketError> {
         let mut create = self
-            .client
+            .client()
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -299,7 +323,7 @@ impl MultipartUploads for S3Bucket {
         let number = i32::try_from(part_number)
             .map_err(|_| BucketError::Presign("part number out of range".into()))?;
         let presigned = self
-            .client
+            .client()
             .upload_part()
             .bucket(&self.bucket)
             .key(key)
@@ -321,7 +345,7 @@ impl MultipartUploads for S3Bucket {
         let mut marker: Option<String> = None;
         loop {
             let page = match self
-                .client
+                .client()
                 .list_parts()
                 .bucket(&self.bucket)
                 .key(key)
@@ -364,7 +388,7 @@ impl MultipartUploads for S3Bucket {
             })
             .collect();
         match self
-            .client
+            .client()
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -391,7 +415,7 @@ impl MultipartUploads for S3Bucket {
 
     async fn abort_multipart(&self, key: &str, s3_upload_id: &str) -> Result<(), BucketError> {
         match self
-            .client
+            .client()
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)

@@ -19,6 +19,7 @@ use super::tus::{TusMetadata, TusUpload};
 use super::video::VideoObject;
 use crate::config::{ConfigError, Env};
 use crate::domain::ids::BunnyGuid;
+use crate::lazy_client::LazyClient;
 
 /// How failed calls are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +201,9 @@ pub trait BunnyApi: Send + Sync {
 /// The reqwest-backed client.
 #[derive(Clone)]
 pub struct BunnyClient {
-    http: reqwest::Client,
+    /// Built by the first call to Bunny: the functions holding this client also serve requests
+    /// of the other provider, and pictures, that never reach Bunny.
+    http: Arc<LazyClient<Result<reqwest::Client, String>>>,
     config: Arc<BunnyConfig>,
 }
 
@@ -219,14 +222,9 @@ enum Attempt {
 
 impl BunnyClient {
     pub fn new(config: BunnyConfig) -> Result<Self, BunnyError> {
-        let setup = |reason: String| BunnyError::Unavailable {
-            operation: "client setup",
-            attempts: 0,
-            reason,
-        };
-        let http = crate::https::client(config.timeout).map_err(setup)?;
+        let timeout = config.timeout;
         Ok(BunnyClient {
-            http,
+            http: Arc::new(LazyClient::new(move || crate::https::client(timeout))),
             config: Arc::new(config),
         })
     }
@@ -288,8 +286,14 @@ impl BunnyClient {
         body: Option<Vec<u8>>,
         idempotent: bool,
     ) -> Result<Vec<u8>, Attempt> {
-        let mut request = self
-            .http
+        let http = self.http.get().as_ref().map_err(|reason| {
+            Attempt::Fail(BunnyError::Unavailable {
+                operation: "client setup",
+                attempts: 0,
+                reason: reason.clone(),
+            })
+        })?;
+        let mut request = http
             .request(method.clone(), url)
             .header("AccessKey", &self.config.api_key)
             .header("Accept", "application/json");

@@ -3,6 +3,7 @@
 //! format is checked against a fake MediaConvert server.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use aws_sdk_mediaconvert::error::DisplayErrorContext;
 use aws_sdk_mediaconvert::types::{
@@ -19,6 +20,7 @@ use aws_sdk_mediaconvert::Client;
 use super::event::{JobProgress, JobStateDetail, OutputDetail, OutputGroupDetail, VideoDetails};
 use super::job::{JobPlan, POSTER_MODIFIER};
 use crate::domain::ladder::{self, Rung};
+use crate::lazy_client::LazyClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -39,7 +41,7 @@ pub trait Transcoder: Send + Sync {
 /// MediaConvert with the role jobs run as (`AWS_MEDIACONVERT_ROLE`) and an optional queue.
 #[derive(Debug, Clone)]
 pub struct MediaConvert {
-    client: Client,
+    client: Arc<LazyClient<Client>>,
     role: String,
     queue: Option<String>,
 }
@@ -47,18 +49,29 @@ pub struct MediaConvert {
 impl MediaConvert {
     pub fn new(client: Client, role: impl Into<String>, queue: Option<String>) -> Self {
         MediaConvert {
-            client,
+            client: Arc::new(LazyClient::ready(client)),
             role: role.into(),
             queue,
         }
     }
 
+    /// The client is built by the first job submitted or read: its functions also serve
+    /// requests that never reach MediaConvert (pictures, Bunny records).
     pub fn from_sdk_config(
         config: &aws_config::SdkConfig,
         role: impl Into<String>,
         queue: Option<String>,
     ) -> Self {
-        Self::new(Client::new(config), role, queue)
+        let config = config.clone();
+        MediaConvert {
+            client: Arc::new(LazyClient::new(move || Client::new(&config))),
+            role: role.into(),
+            queue,
+        }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.get()
     }
 }
 
@@ -242,7 +255,7 @@ pub trait JobLookup: Send + Sync {
 
 impl JobLookup for MediaConvert {
     async fn job(&self, id: &str) -> Result<Option<JobStateDetail>, SubmitError> {
-        match self.client.get_job().id(id).send().await {
+        match self.client().get_job().id(id).send().await {
             Ok(out) => Ok(out.job().map(detail_of)),
             Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
                 Some(404) => Ok(None),
@@ -376,7 +389,7 @@ fn output_group(
 impl Transcoder for MediaConvert {
     async fn submit(&self, plan: &JobPlan) -> Result<String, SubmitError> {
         let mut request = self
-            .client
+            .client()
             .create_job()
             .role(&self.role)
             .settings(job_settings(plan))
