@@ -10,12 +10,13 @@ export EXVID_VENV := $(abspath $(VENV))
 # When this make started: set-up steps report the time they took from here.
 SETUP_T0 := $(shell date +%s)
 
-.PHONY: help dev dev-lossy test tools system-tools chromium venv venv-run npm setup-done fmt-check clippy build unit edge browser template contract bench invoke clean
+.PHONY: help dev dev-lossy test tools system-tools qemu chromium venv venv-run venv-deploy npm setup-done fmt-check clippy build unit edge browser template contract sam-build deploy-check bench invoke clean
 
 help:
 	@echo "make dev    - run the local cloud: moto, every function, gateway, CDNs, Bunny + MediaConvert stand-ins, demo page"
 	@echo "make test   - fmt, clippy, unit + integration + end-to-end tests (moto, ffmpeg), browser test (chromium), template checks"
 	@echo "make bench  - release builds: binary size, init time vs a bare runtime, peak RSS"
+	@echo "make deploy-check - sam build, then every arm64 bootstrap run under qemu against moto"
 
 # --- set-up -----------------------------------------------------------------------------------
 
@@ -39,8 +40,15 @@ $(VENV)/.test: requirements-test.txt requirements-run.txt $(VENV)/.run
 	  || { echo "error: pip could not install requirements-test.txt into $(VENV)" >&2; exit 1; }
 	@touch $@
 
+$(VENV)/.deploy: requirements-deploy.txt $(VENV)/.run
+	@echo "setup: SAM CLI and cargo-lambda (with zig) into $(VENV) …"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-deploy.txt \
+	  || { echo "error: pip could not install requirements-deploy.txt into $(VENV)" >&2; exit 1; }
+	@touch $@
+
 venv-run: $(VENV)/.run
 venv: $(VENV)/.test
+venv-deploy: $(VENV)/.deploy
 
 # ffmpeg (transcoding stand-ins) and chromium (browser test), from Debian's packages when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -51,6 +59,17 @@ system-tools:
 	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; } >/dev/null 2>&1 \
 	      || { echo "error: could not install $$missing (apt-get install $$missing)" >&2; exit 1; }; \
 	  fi
+
+# The arm64 bootstraps run here under qemu user emulation (with Debian's arm64 C library);
+# nothing to install on an arm64 machine.
+ARM64_HOST := $(filter aarch64 arm64,$(shell uname -m))
+QEMU_RUNNER := $(if $(ARM64_HOST),,qemu-aarch64-static -L /usr/aarch64-linux-gnu)
+qemu:
+	@if [ -z "$(ARM64_HOST)" ] && ! { command -v qemu-aarch64-static >/dev/null && [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]; }; then \
+	  echo "setup: qemu-user-static and libc6-arm64-cross from Debian's packages (apt-get) …"; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq qemu-user-static libc6-arm64-cross; } >/dev/null 2>&1 \
+	    || { echo "error: could not install qemu-user-static libc6-arm64-cross (apt-get install qemu-user-static libc6-arm64-cross)" >&2; exit 1; }; \
+	fi
 
 chromium:
 	@command -v chromium >/dev/null || { echo "setup: chromium from Debian's packages (apt-get) …"; \
@@ -127,10 +146,34 @@ template: venv
 contract: venv system-tools build
 	$(PY) infra/contract_fuzz.py
 
-test: fmt-check clippy unit edge browser template contract
+# What deploys, built and run: `sam validate --lint`, `sam build` (cargo lambda, arm64, one
+# package at a time), then every built bootstrap under qemu behind the local Runtime API against
+# moto, with the environment the built template gives it and fixture events of known answers
+# (infra/devstack/src/deploy_check.rs). The parameters are the ones the probes need: intake on
+# the MediaConvert path (a presigned PUT, no call to Bunny), and a Bunny library so the webhook
+# function deploys.
+DEPLOY_CHECK_PARAMETERS := VideoProvider=aws_mediaconvert BunnyStreamLibraryId=133 \
+  BunnyStreamCdnHostname=vz-local.b-cdn.net JwtIssuer=https://auth.example.com/ JwtAudience=exvid-api
+SAM := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/sam
+sam-build: tools venv-deploy
+	@mkdir -p target
+	@$(SAM) validate --lint >target/sam-validate.log 2>&1 \
+	  || { cat target/sam-validate.log; echo "error: sam validate --lint refused template.yaml (above)" >&2; exit 1; }
+	@echo "deploy: sam build (cargo lambda, arm64, each function by itself) …"
+	@t0=$$(date +%s); $(SAM) build >target/sam-build.log 2>&1 \
+	  || { tail -n 25 target/sam-build.log; echo "error: sam build failed (target/sam-build.log, last lines above)" >&2; exit 1; }; \
+	  echo "$$(( $$(date +%s) - t0 ))" > target/sam-build-seconds
+
+deploy-check: sam-build qemu build
+	@t0=$$(date +%s); target/debug/devstack deploy-check --mutations --runner "$(QEMU_RUNNER)" \
+	  $(foreach p,$(DEPLOY_CHECK_PARAMETERS),--parameter $(p)) | tee target/deploy-check.log; \
+	  echo "deploy-check: sam build $$(cat target/sam-build-seconds) s, runs $$(( $$(date +%s) - t0 )) s" | tee -a target/deploy-check.log
+
+test: fmt-check clippy unit edge browser template contract deploy-check
 	@read -r passed failed ignored < target/test-counts; read -r epassed efailed < target/edge-counts; \
 	  read -r bpassed bfailed < target/browser-counts; read -r fuzzed ffailed < target/schemathesis-counts; \
 	  cat target/e2e-timing.txt 2>/dev/null || true; \
+	  tail -n 1 target/deploy-check.log; \
 	  echo "make test: fmt, clippy, template checks ok; schemathesis: $$fuzzed generated requests, $$ffailed failed runs"; \
 	  echo "make test: cargo ($$passed), node ($$epassed) and browser ($$bpassed) tests below"; \
 	  echo "tests: $$((passed + epassed + bpassed)) passed, $$((failed + efailed + bfailed)) failed, $$ignored skipped"
@@ -140,8 +183,11 @@ test: fmt-check clippy unit edge browser template contract
 # Each package built by itself, as `sam build` (cargo lambda) builds it: one cargo invocation
 # merges features across its packages, so devstack's (or another function's) would leak into a
 # function and the bench would measure binaries nobody deploys.
-BENCHED := bench-hello playback upload-intake transcode-start transcode-complete bunny-webhook
-bench: tools venv
+# Sizes are the arm64 bootstraps of `sam build` (what deploys); init and RSS are measured on
+# this machine's build of each package by itself.
+BENCHED := bench-hello playback upload-intake transcode-start transcode-complete bunny-webhook \
+  notify reconcile cdn-key-sync
+bench: tools venv sam-build
 	@for p in $(BENCHED); do echo "bench: building $$p by itself (release)"; $(CARGO) build --release -q -p $$p || exit 1; done
 	@echo "bench: building the bench driver (release)"; $(CARGO) build --release -q -p devstack --bin bench
 	target/release/bench

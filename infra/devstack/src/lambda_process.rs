@@ -33,7 +33,16 @@ pub fn lambda_command(
     runtime_api: &str,
     env: &[(String, String)],
 ) -> Command {
-    let mut cmd = Command::new(binary);
+    with_lambda_environment(Command::new(binary), function, runtime_api, env)
+}
+
+/// `cmd` (a bootstrap, or an emulator running one) with only `PATH`, Lambda's variables and `env`.
+fn with_lambda_environment(
+    mut cmd: Command,
+    function: &str,
+    runtime_api: &str,
+    env: &[(String, String)],
+) -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(lambda_environment(function, runtime_api))
@@ -69,6 +78,24 @@ impl LambdaProcess {
         if quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
+        let started = Instant::now();
+        let child = cmd.spawn()?;
+        Ok(LambdaProcess {
+            child,
+            api,
+            started,
+        })
+    }
+
+    /// Starts `cmd` as it is (program, arguments, directory) with Lambda's environment plus
+    /// `env`: for a bootstrap run by an emulator, or from where `sam build` put it.
+    pub fn spawn_command(
+        cmd: Command,
+        function: &str,
+        env: &[(String, String)],
+    ) -> io::Result<LambdaProcess> {
+        let api = RuntimeApi::start()?;
+        let mut cmd = with_lambda_environment(cmd, function, &api.address(), env);
         let started = Instant::now();
         let child = cmd.spawn()?;
         Ok(LambdaProcess {

@@ -4,6 +4,8 @@
 
 pub mod bunny;
 pub mod cdn;
+pub mod cfn_eval;
+pub mod deploy_check;
 pub mod dev_jwt;
 pub mod event_relay;
 pub mod functions;

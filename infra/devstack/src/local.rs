@@ -38,6 +38,19 @@ pub fn queue_url(endpoint: &str, name: &str) -> String {
     format!("{endpoint}/123456789012/{name}")
 }
 
+/// The development value of a key of the deployed secret (`SecretName`), as the template's
+/// dynamic references name them; `None` for a key the template should not ask for.
+pub fn secret(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "bunny_api_key" => BUNNY_API_KEY,
+        "bunny_webhook_signing_key" => BUNNY_WEBHOOK_SIGNING_KEY,
+        "bunny_cdn_token_key" => BUNNY_CDN_TOKEN_KEY,
+        "cdn_token_key" => CLOUDFRONT_TOKEN_KEY,
+        "webhook_secret" => WEBHOOK_SECRET,
+        _ => return None,
+    })
+}
+
 /// The environment of a function running against moto at `aws_endpoint`.
 pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
     [

@@ -12,6 +12,13 @@
 //! table, stores the seed records, runs the function's real bootstrap binary behind a local
 //! Lambda Runtime API, hands it the event, prints the response and stops everything. FUNCTION is
 //! any function `template.yaml` deploys (its `Metadata.BuildProperties.Binary`).
+//!
+//! `devstack deploy-check [--build-dir .aws-sam/build] [--runner "qemu-aarch64-static -L …"]
+//! [--parameter NAME=VALUE]...` runs what `sam build` made: every function from its `CodeUri`
+//! and `Handler` with the environment the built template gives it, under `--runner` when set,
+//! against moto, with the fixture events of [`devstack::deploy_check::PROBES`]; `--mutations`
+//! then checks that broken copies of the built template fail
+//! ([`devstack::deploy_check::MUTATIONS`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,7 +38,9 @@ const USAGE: &str = "usage:
               [--webhook-url URL]... [--webhook-secret whsec_...] [--reconcile-every SECONDS]
               [--drop-provider-events P] [--upload-ttl SECONDS]
   devstack token --role ROLE [--org ORG] [--sub ID]
-  devstack invoke FUNCTION --event FILE [--seed FILE] [--release]";
+  devstack invoke FUNCTION --event FILE [--seed FILE] [--release]
+  devstack deploy-check [--build-dir DIR] [--runner \"PROGRAM ARGS\"] [--parameter NAME=VALUE]...
+                        [--mutations]";
 
 struct InvokeArgs {
     function: String,
@@ -123,6 +132,80 @@ fn invoke(args: InvokeArgs) -> Result<(), String> {
             String::from_utf8_lossy(&body)
         )),
     }
+}
+
+fn deploy_check(mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    use devstack::deploy_check::{
+        create_stand_ins, mutations_fail, read_built_template, Check, LocalDeployment,
+    };
+    let root = devstack::moto::repo_root()
+        .canonicalize()
+        .map_err(|e| e.to_string())?;
+    let (mut build_dir, mut runner, mut parameters, mut mutations) = (
+        root.join(".aws-sam/build"),
+        Vec::new(),
+        HashMap::new(),
+        false,
+    );
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(USAGE.to_owned());
+        match a.as_str() {
+            "--build-dir" => build_dir = PathBuf::from(value()?),
+            "--runner" => runner = value()?.split_whitespace().map(str::to_owned).collect(),
+            "--parameter" => {
+                let v = value()?;
+                let (k, v) = v.split_once('=').ok_or("--parameter takes NAME=VALUE")?;
+                parameters.insert(k.to_owned(), v.to_owned());
+            }
+            "--mutations" => mutations = true,
+            other => return Err(format!("unexpected argument '{other}'\n{USAGE}")),
+        }
+    }
+    let template = read_built_template(&build_dir)?;
+    let moto = devstack::moto::Moto::start().map_err(|e| format!("moto: {e}"))?;
+    let queues = devstack::deploy_check::built_functions(
+        &build_dir,
+        &template,
+        &parameters,
+        &LocalDeployment {
+            endpoint: moto.endpoint(),
+        },
+    )?
+    .queues;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(create_stand_ins(&moto.endpoint(), &queues))?;
+    let check = Check {
+        build_dir: build_dir.clone(),
+        runner,
+        parameters,
+        aws_endpoint: moto.endpoint(),
+        events_dir: root.join("tests/events"),
+        logs: root.join("target/deploy-check"),
+    };
+    std::fs::create_dir_all(&check.logs).map_err(|e| format!("{}: {e}", check.logs.display()))?;
+    let lines = check.run(&template, None)?;
+    for line in &lines {
+        println!("deploy-check: {line}");
+    }
+    println!(
+        "deploy-check: {} functions of {} answered as expected",
+        lines.len(),
+        build_dir.join("template.yaml").display()
+    );
+    if mutations {
+        let refused = mutations_fail(&check, &template)?;
+        for line in &refused {
+            println!("deploy-check: mutation {line}");
+        }
+        println!(
+            "deploy-check: {} broken copies of the built template refused",
+            refused.len()
+        );
+    }
+    Ok(())
 }
 
 fn flags(
@@ -284,6 +367,7 @@ fn main() -> ExitCode {
         Some("up") => up(args),
         Some("token") => token(args),
         Some("invoke") => parse_invoke(args).and_then(invoke),
+        Some("deploy-check") => deploy_check(args),
         _ => Err(USAGE.to_owned()),
     };
     match result {

@@ -235,7 +235,8 @@ async fn create_resources(moto: &str, template: &Template) -> Result<Resources, 
     })
 }
 
-async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
+/// Creates `bucket` in moto's region (eu-central-1).
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
     use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
     s3.create_bucket()
         .bucket(bucket)
