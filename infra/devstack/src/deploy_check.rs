@@ -169,13 +169,20 @@ pub fn built_functions(
     Ok(Built { functions, queues })
 }
 
-/// The table, bucket, event bus and `queues` the probes reach, on moto at `endpoint`.
-pub async fn create_stand_ins(endpoint: &str, queues: &[String]) -> Result<(), String> {
+/// The table (unless `with_table` is false: it is there already), bucket, event bus and
+/// `queues` the probes reach, on moto at `endpoint`.
+pub async fn create_stand_ins(
+    endpoint: &str,
+    with_table: bool,
+    queues: &[String],
+) -> Result<(), String> {
     let sdk = local::moto_sdk_config(endpoint).await;
-    exvid_shared::aws::dynamo::DynamoStore::from_sdk_config(&sdk, local::TABLE_NAME)
-        .create_table()
-        .await
-        .map_err(|e| format!("creating the table: {e}"))?;
+    if with_table {
+        exvid_shared::aws::dynamo::DynamoStore::from_sdk_config(&sdk, local::TABLE_NAME)
+            .create_table()
+            .await
+            .map_err(|e| format!("creating the table: {e}"))?;
+    }
     crate::stack::create_bucket(&aws_sdk_s3::Client::new(&sdk), local::MEDIA_BUCKET).await?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     for q in queues {

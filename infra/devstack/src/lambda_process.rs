@@ -73,18 +73,11 @@ impl LambdaProcess {
                 format!("{} not found: build it first", binary.display()),
             ));
         }
-        let api = RuntimeApi::start()?;
-        let mut cmd = lambda_command(binary, function, &api.address(), env);
+        let mut cmd = Command::new(binary);
         if quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
-        let started = Instant::now();
-        let child = cmd.spawn()?;
-        Ok(LambdaProcess {
-            child,
-            api,
-            started,
-        })
+        Self::spawn_command(cmd, function, env)
     }
 
     /// Starts `cmd` as it is (program, arguments, directory) with Lambda's environment plus

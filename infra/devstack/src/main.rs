@@ -176,7 +176,7 @@ fn deploy_check(mut args: impl Iterator<Item = String>) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?
-        .block_on(create_stand_ins(&moto.endpoint(), &queues))?;
+        .block_on(create_stand_ins(&moto.endpoint(), true, &queues))?;
     let check = Check {
         build_dir: build_dir.clone(),
         runner,

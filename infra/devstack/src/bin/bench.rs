@@ -98,19 +98,11 @@ fn stand_ins(endpoint: &str) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?
-        .block_on(async {
-            let sdk = local::moto_sdk_config(endpoint).await;
-            devstack::stack::create_bucket(&aws_sdk_s3::Client::new(&sdk), local::MEDIA_BUCKET)
-                .await?;
-            devstack::table_stream::moto_call(
-                endpoint,
-                "events",
-                "AWSEvents.CreateEventBus",
-                &serde_json::json!({"Name": local::EVENT_BUS}),
-            )
-            .await
-            .map(|_| ())
-        })
+        .block_on(devstack::deploy_check::create_stand_ins(
+            endpoint,
+            false,
+            &[],
+        ))
 }
 
 /// A fixture each function answers without a provider (init is what is measured).
