@@ -27,6 +27,8 @@ struct Subject {
     event: Vec<u8>,
     env: Vec<(String, String)>,
     init_us: Vec<u128>,
+    /// The first invocation's duration: where a lazily built client's cost lands.
+    first_us: Vec<u128>,
     rss_kib: Vec<u64>,
 }
 
@@ -56,10 +58,12 @@ fn run_once(s: &mut Subject) -> Result<(), String> {
                 process.init_error()
             )
         })?;
+    let invoked = std::time::Instant::now();
     match process.invoke(&s.event, Duration::from_secs(20)) {
         Ok(Outcome::Response(_)) => {}
         other => return Err(format!("{}: invocation failed: {other:?}", s.name)),
     }
+    s.first_us.push(invoked.elapsed().as_micros());
     s.init_us.push(init.as_micros());
     s.rss_kib.push(process.peak_rss_kib().unwrap_or(0));
     Ok(())
@@ -135,6 +139,7 @@ fn subjects(endpoint: &str) -> Result<Vec<Subject>, String> {
         event,
         env: env.clone(),
         init_us: vec![],
+        first_us: vec![],
         rss_kib: vec![],
     };
     let mut subjects = vec![subject("bench-hello", b"{\"hello\":\"world\"}".to_vec())];
@@ -169,6 +174,7 @@ fn measure(subjects: &mut [Subject], rounds: usize) -> Result<(), String> {
     for s in subjects.iter_mut() {
         run_once(s)?;
         s.init_us.clear();
+        s.first_us.clear();
         s.rss_kib.clear();
     }
     for _ in 0..rounds {
@@ -184,12 +190,13 @@ fn report(subjects: &[Subject], rounds: usize) {
     let baseline = median(&subjects[0].init_us);
     println!("exvid bench: {rounds} interleaved rounds, release profile, init = exec to first GET /runtime/invocation/next");
     println!(
-        "{:<19} {:>11} {:>12} {:>22} {:>11} {:>13}",
+        "{:<19} {:>9} {:>10} {:>22} {:>10} {:>13} {:>12}",
         "function",
         "arm64 MB",
         "x86_64 MB",
         "init µs median (min-max)",
         "init ratio",
+        "1st invoke µs",
         "peak RSS MB"
     );
     let mut verdicts = Vec::new();
@@ -200,7 +207,7 @@ fn report(subjects: &[Subject], rounds: usize) {
         let ratio = med / baseline;
         let rss_mb = s.rss_kib.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
         println!(
-            "{:<19} {:>11.2} {:>12.2} {:>22} {:>11.2} {:>13.1}",
+            "{:<19} {:>9.2} {:>10.2} {:>22} {:>10.2} {:>13.0} {:>12.1}",
             s.name,
             size_mb,
             local_mb,
@@ -211,6 +218,7 @@ fn report(subjects: &[Subject], rounds: usize) {
                 s.init_us.iter().max().unwrap_or(&0)
             ),
             ratio,
+            median(&s.first_us),
             rss_mb
         );
         if s.name != "bench-hello" {
