@@ -153,10 +153,14 @@ fn subjects(endpoint: &str) -> Result<Vec<Subject>, String> {
             .ok_or_else(|| format!("{binary}: no bench event (add one to EVENTS)"))?;
         let mut event: serde_json::Value =
             serde_json::from_slice(&fixture(event)?).map_err(|e| e.to_string())?;
-        // A custom resource answers CloudFormation: here, an object in moto's S3.
+        // A custom resource answers CloudFormation: here, an object in moto's S3 (moto lets a
+        // presigned-looking PUT in, as S3 does a presigned one).
         if event.get("ResponseURL").is_some() {
-            event["ResponseURL"] =
-                format!("{endpoint}/{}/bench/answer", local::MEDIA_BUCKET).into();
+            event["ResponseURL"] = format!(
+                "{endpoint}/{}/bench/answer?X-Amz-Signature=local",
+                local::MEDIA_BUCKET
+            )
+            .into();
         }
         subjects.push(subject(&binary, event.to_string().into_bytes()));
     }
