@@ -169,7 +169,7 @@ impl<K: KeyValueStore, R: ResponseChannel> CdnKeySync<K, R> {
 
     /// Answers one request: the result of the write (or of refusing it) goes to CloudFormation.
     pub async fn handle(&self, event: &Value) -> Result<CustomResourceResponse, SyncError> {
-        let request: CustomResourceRequest = serde_json::from_value(event.clone())
+        let request = CustomResourceRequest::deserialize(event)
             .map_err(|e| SyncError::NotARequest(e.to_string()))?;
         let span = tracing::info_span!(
             "custom_resource",
