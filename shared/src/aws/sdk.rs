@@ -7,14 +7,29 @@
 //! memory. `AWS_CA_BUNDLE` (a PEM file) replaces them where a proxy or private endpoint needs
 //! other roots. Endpoints still come from the standard `AWS_ENDPOINT_URL[_SERVICE]` variables,
 //! so moto and the local cloud just work.
+//!
+//! Every SDK client's constructor "validates" its HTTP client by building a whole TLS connector
+//! and dropping it: the trust store's PEM decoded and every root parsed again, per client, all
+//! inside the cold start (two thirds of transcode-start's init instructions with three
+//! clients). [`ConnectOnFirstUse`] skips that step: the one connector the shared client caches
+//! is built by the first request, once per process. What the step would have caught — a PEM
+//! that does not parse — is checked here instead, when `AWS_CA_BUNDLE` brings one.
 
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use aws_smithy_http_client::Builder;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::shared::IntoShared;
 use aws_types::sdk_config::SharedHttpClient;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 
 pub use aws_smithy_http_client::HttpClientError;
 
@@ -31,17 +46,64 @@ pub enum SdkSetupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("AWS_CA_BUNDLE {path}: {reason}")]
+    CaBundleContent { path: String, reason: String },
     #[error("TLS setup: {0}")]
     Tls(#[from] HttpClientError),
 }
 
-/// The trust store's PEM: `AWS_CA_BUNDLE` if set, else the embedded AWS roots.
+/// The trust store's PEM: `AWS_CA_BUNDLE` if set (checked to hold certificates that parse, as
+/// the TLS connector will need them), else the embedded AWS roots (checked by a unit test).
 fn trusted_roots() -> Result<Vec<u8>, SdkSetupError> {
     match std::env::var("AWS_CA_BUNDLE") {
         Ok(path) if !path.trim().is_empty() => {
-            std::fs::read(path.trim()).map_err(|source| SdkSetupError::CaBundle { path, source })
+            let path = path.trim().to_owned();
+            let pem = std::fs::read(&path).map_err(|source| SdkSetupError::CaBundle {
+                path: path.clone(),
+                source,
+            })?;
+            check_certificates(&pem)
+                .map_err(|reason| SdkSetupError::CaBundleContent { path, reason })?;
+            Ok(pem)
         }
         _ => Ok(AWS_ROOT_CERTIFICATES_PEM.to_vec()),
+    }
+}
+
+/// At least one certificate, and every PEM section one: what the connector's trust store
+/// build would otherwise panic on at the first request.
+fn check_certificates(pem: &[u8]) -> Result<(), String> {
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate bundle ({e})"))?;
+    if certificates.is_empty() {
+        return Err("no certificate in the bundle".into());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in certificates {
+        roots
+            .add(certificate)
+            .map_err(|e| format!("a certificate does not parse ({e})"))?;
+    }
+    Ok(())
+}
+
+/// The shared HTTPS client without the per-client validation step (module docs): connectors
+/// come from the wrapped client's cache, built on first use.
+#[derive(Debug)]
+struct ConnectOnFirstUse(SharedHttpClient);
+
+impl HttpClient for ConnectOnFirstUse {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
     }
 }
 
@@ -76,10 +138,11 @@ fn https_client() -> Result<SharedHttpClient, SdkSetupError> {
         .with_native_roots(false)
         .with_pem_certificate(trusted_roots()?);
     let context = TlsContext::builder().with_trust_store(trust).build()?;
-    Ok(Builder::new()
+    let https = Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(context)
-        .build_https())
+        .build_https();
+    Ok(ConnectOnFirstUse(https).into_shared())
 }
 
 /// Whether `AWS_ENDPOINT_URL_<SERVICE>` or `AWS_ENDPOINT_URL` points the SDK somewhere else
@@ -178,6 +241,27 @@ mod tests {
         ] {
             assert!(pem.contains(name), "{name}");
         }
+    }
+
+    #[test]
+    fn embedded_roots_pass_the_bundle_check() {
+        assert_eq!(check_certificates(AWS_ROOT_CERTIFICATES_PEM), Ok(()));
+    }
+
+    #[test]
+    fn a_bundle_without_usable_certificates_is_refused() {
+        assert!(check_certificates(b"")
+            .unwrap_err()
+            .contains("no certificate"));
+        assert!(check_certificates(b"not a certificate at all\n")
+            .unwrap_err()
+            .contains("no certificate"));
+        let garbled = b"-----BEGIN CERTIFICATE-----\nAAAA!!!!\n-----END CERTIFICATE-----\n";
+        assert!(check_certificates(garbled).is_err());
+        let not_der = b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+        assert!(check_certificates(not_der)
+            .unwrap_err()
+            .contains("does not parse"));
     }
 
     #[tokio::test]
