@@ -2,8 +2,9 @@
 //! made (what deploys), and on this machine's release build of the package by itself: its init
 //! time (exec to the first `GET /runtime/invocation/next` on the local Runtime API) as a ratio
 //! to a bare `lambda_runtime` hello-world built the same way, and its peak RSS after one
-//! invocation with a fixture event. Runs are interleaved (hello, function, hello, …) so machine
-//! noise hits both alike; medians and ranges are reported, never single runs.
+//! invocation with a fixture event. Each function's run follows a run of the hello-world, and
+//! its ratio is the median of those pairs' ratios: a drift in machine load between rounds hits
+//! both runs of a pair alike. Medians and ranges are reported, never single runs.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +28,8 @@ struct Subject {
     event: Vec<u8>,
     env: Vec<(String, String)>,
     init_us: Vec<u128>,
+    /// Per measured run: this init over the hello-world's init measured just before it.
+    ratios: Vec<f64>,
     /// The first invocation's duration: where a lazily built client's cost lands.
     first_us: Vec<u128>,
     rss_kib: Vec<u64>,
@@ -139,6 +142,7 @@ fn subjects(endpoint: &str) -> Result<Vec<Subject>, String> {
         event,
         env: env.clone(),
         init_us: vec![],
+        ratios: vec![],
         first_us: vec![],
         rss_kib: vec![],
     };
@@ -173,7 +177,8 @@ fn subjects(endpoint: &str) -> Result<Vec<Subject>, String> {
     Ok(subjects)
 }
 
-/// One warm-up round (page cache), then `rounds` interleaved measured rounds.
+/// One warm-up round (page cache), then `rounds` measured rounds; in each, every function runs
+/// right after a run of the hello-world (the first subject), its pair.
 fn measure(subjects: &mut [Subject], rounds: usize) -> Result<(), String> {
     for s in subjects.iter_mut() {
         run_once(s)?;
@@ -181,18 +186,35 @@ fn measure(subjects: &mut [Subject], rounds: usize) -> Result<(), String> {
         s.first_us.clear();
         s.rss_kib.clear();
     }
+    let Some((hello, functions)) = subjects.split_first_mut() else {
+        return Ok(());
+    };
     for _ in 0..rounds {
-        for s in subjects.iter_mut() {
-            run_once(s)?;
+        for f in functions.iter_mut() {
+            run_once(hello)?;
+            run_once(f)?;
+            if let (Some(&base), Some(&init)) = (hello.init_us.last(), f.init_us.last()) {
+                f.ratios.push(init as f64 / base.max(1) as f64);
+            }
         }
     }
     Ok(())
 }
 
+fn median_f64(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
 /// The table (medians and ranges, ratios to the first subject) and one verdict per budget.
 fn report(subjects: &[Subject], rounds: usize) {
-    let baseline = median(&subjects[0].init_us);
-    println!("exvid bench: {rounds} interleaved rounds, release profile, init = exec to first GET /runtime/invocation/next");
+    println!("exvid bench: {rounds} rounds, release profile, init = exec to first GET /runtime/invocation/next, ratio = median over runs of init / the hello-world's init just before");
     println!(
         "{:<19} {:>9} {:>10} {:>22} {:>10} {:>13} {:>12}",
         "function",
@@ -208,7 +230,11 @@ fn report(subjects: &[Subject], rounds: usize) {
         let size_mb = s.deployed.as_deref().map(file_mb).unwrap_or(f64::NAN);
         let local_mb = file_mb(&s.binary);
         let med = median(&s.init_us);
-        let ratio = med / baseline;
+        let ratio = if s.ratios.is_empty() {
+            1.0
+        } else {
+            median_f64(&s.ratios)
+        };
         let rss_mb = s.rss_kib.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
         println!(
             "{:<19} {:>9.2} {:>10.2} {:>22} {:>10.2} {:>13.0} {:>12.1}",
