@@ -84,7 +84,7 @@ fn main() -> Result<(), String> {
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(21);
+        .unwrap_or(61);
     let records: Vec<ExerciseVideo> =
         serde_json::from_slice(&fixture("seed-playback.json")?).map_err(|e| e.to_string())?;
     let moto = local::moto_with_records(&records)?;
