@@ -35,18 +35,9 @@ struct Subject {
     rss_kib: Vec<u64>,
 }
 
+/// The median of durations in µs.
 fn median(v: &[u128]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_unstable();
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        s[n / 2] as f64
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) as f64 / 2.0
-    }
+    median_f64(&v.iter().map(|&us| us as f64).collect::<Vec<_>>())
 }
 
 fn run_once(s: &mut Subject) -> Result<(), String> {
