@@ -264,6 +264,48 @@ mod tests {
             .contains("does not parse"));
     }
 
+    /// An HTTP client that counts the SDK's validation calls (each one, on the real client, a
+    /// whole TLS connector built and dropped).
+    #[cfg(feature = "dynamo")]
+    #[derive(Debug, Default, Clone)]
+    struct CountsValidation(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    #[cfg(feature = "dynamo")]
+    impl HttpClient for CountsValidation {
+        fn http_connector(
+            &self,
+            _: &HttpConnectorSettings,
+            _: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            unreachable!("no request is sent")
+        }
+
+        fn validate_base_client_config(
+            &self,
+            _: &aws_sdk_dynamodb::config::RuntimeComponentsBuilder,
+            _: &aws_sdk_dynamodb::config::ConfigBag,
+        ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[cfg(feature = "dynamo")]
+    #[test]
+    fn building_clients_builds_no_connector() {
+        let clients_built_with = |http: SharedHttpClient| {
+            let config = from_environment(&env(LAMBDA), http).unwrap();
+            aws_sdk_dynamodb::Client::new(&config);
+            aws_sdk_dynamodb::Client::new(&config);
+        };
+        let direct = CountsValidation::default();
+        clients_built_with(direct.clone().into_shared());
+        assert_eq!(direct.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let wrapped = CountsValidation::default();
+        clients_built_with(ConnectOnFirstUse(wrapped.clone().into_shared()).into_shared());
+        assert_eq!(wrapped.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
     #[tokio::test]
     async fn config_builds_with_the_fixed_trust_store() {
         let config = config_loader().unwrap().load().await;
