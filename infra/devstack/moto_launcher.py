@@ -5,6 +5,7 @@ ends (normally, by panic or by kill), the pipe closes and moto stops with it, so
 devstack run leaves a moto server behind.
 """
 import sys
+import threading
 
 from moto.server import ThreadedMotoServer
 
@@ -35,8 +36,32 @@ def s3_result_roots() -> None:
     S3Serializer._serialized_result_to_response = renamed
 
 
+# DynamoDB applies each write atomically: a ConditionExpression is checked and the item written
+# as one step, so of two writes expecting the same version exactly one passes. moto 5.2's
+# Table.put_item (and update_item, delete_item, TransactWriteItems) reads the item, evaluates
+# the condition and then stores, with nothing held in between: its threaded server lets two
+# requests pass the same condition (a lost update that DynamoDB never allows; shown by
+# infra/moto_race.py, and by a store conformance test that failed on a busy machine). One lock
+# around every DynamoDB action makes each request atomic, as DynamoDB's per-item serialization
+# is for the single-table workloads the tests run (moto's other services are left concurrent).
+DYNAMODB_LOCK = threading.RLock()
+
+
+def dynamodb_atomic() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+
+    def call_action(self):
+        with DYNAMODB_LOCK:
+            return original(self)
+
+    DynamoHandler.call_action = call_action
+
+
 def main() -> None:
     s3_result_roots()
+    dynamodb_atomic()
     port = int(sys.argv[1])
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

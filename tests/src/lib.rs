@@ -26,6 +26,7 @@ pub mod contract;
 pub mod fake_bunny;
 pub mod fake_mediaconvert;
 pub mod http1;
+pub mod write_trace;
 
 /// The moto server of this test binary.
 pub fn moto() -> &'static Moto {

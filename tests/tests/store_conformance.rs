@@ -14,9 +14,10 @@ use exvid_shared::domain::video::{
 };
 use exvid_shared::store::memory::MemoryStore;
 use exvid_shared::store::{
-    update, BunnyPointer, Consistency, Expect, Outcome, Pointers, Start, StoreError, VideoStore,
-    Write,
+    apply, update, write, BunnyPointer, Consistency, Expect, Outcome, Pointers, Start, StoreError,
+    VideoStore, Write,
 };
+use exvid_tests::write_trace::{traced_dynamo_client, WriteTrace};
 use exvid_tests::{fresh_store, CallLog};
 
 fn t(s: i64) -> Timestamp {
@@ -210,39 +211,72 @@ async fn events_of_a_replaced_upload_never_touch_the_new_one<S: TestStore>() {
 }
 
 async fn concurrent_writers_both_land_through_conflict_retries<S: TestStore>() {
-    let (store, _) = S::fresh().await;
+    let (store, trace) = S::traced().await;
     store
         .put(&new_record("u1"), &Expect::Absent, None)
         .await
         .unwrap();
-    // Many concurrent progress reports: every one either lands or is correctly superseded, and
-    // the record ends at the highest with a version that counts exactly the applied ones.
+    // Many concurrent progress reports, each deciding on the record it read and then yielding,
+    // so they all write on the same version at once: every one either lands or is correctly
+    // superseded. Each `Applied` names the version it stored, no two the same, and the record
+    // ends as the last of them wrote it, at a version that counts exactly the applied ones.
     let tasks: Vec<_> = (1..=8u8)
         .map(|p| {
             let store = store.clone();
             tokio::spawn(async move {
-                update(
+                write(
                     &store,
                     Write::to(&ex()).for_upload(&uid("u1")),
                     Start::Read,
-                    move |v| v.mark_processing(&uid("u1"), Some(p * 10), None, t(5)),
+                    move |latest| async move {
+                        tokio::task::yield_now().await;
+                        Ok::<_, StoreError>(apply(latest, |v| {
+                            v.mark_processing(&uid("u1"), Some(p * 10), None, t(5))
+                        }))
+                    },
                 )
                 .await
             })
         })
         .collect();
-    let mut applied = 0;
+    let mut applied = Vec::new();
     for task in tasks {
         match task.await.unwrap() {
-            Ok(Outcome::Applied { .. }) => applied += 1,
+            Ok(Outcome::Applied { video, .. }) => applied.push(*video),
             Ok(Outcome::Ignored(Ignored::NoProgress { .. })) => {}
             Err(StoreError::Contended { .. }) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
+    if let Some(trace) = &trace {
+        let answered = trace.writes().iter().filter(|w| w.applied()).count();
+        assert_eq!(
+            answered,
+            1 + applied.len(),
+            "the writes DynamoDB answered 200 (the create and each Applied)\n{}",
+            trace.report()
+        );
+    }
+    let trace = trace.map(|t| t.report()).unwrap_or_default();
+    applied.sort_by_key(|v| v.version);
+    let versions: Vec<u64> = applied.iter().map(|v| v.version).collect();
+    assert!(!applied.is_empty(), "one writer at least lands");
+    assert_eq!(
+        versions,
+        (2..2 + applied.len() as u64).collect::<Vec<_>>(),
+        "each Applied stored its own next version (no two on one version)\n{trace}"
+    );
     let v = stored(&store).await;
-    assert!(applied >= 1);
-    assert_eq!(v.version, 1 + applied as u64);
+    assert_eq!(
+        v.version,
+        1 + applied.len() as u64,
+        "the stored version counts the applied writes\n{trace}"
+    );
+    assert_eq!(
+        Some(&v),
+        applied.last(),
+        "the record is the last applied write\n{trace}"
+    );
     let p = v.pending.unwrap();
     assert_eq!(p.status, UploadStatus::Processing);
     assert!(p.progress.unwrap() >= 10);
@@ -594,6 +628,8 @@ async fn overdue_lists_in_flight_uploads_by_due_time<S: TestStore>() {
 
 trait TestStore: VideoStore + Clone + Send + Sync + 'static {
     fn fresh() -> impl std::future::Future<Output = (Self, Option<CallLog>)> + Send;
+    /// A fresh store whose record writes are traced, where they go over the wire.
+    fn traced() -> impl std::future::Future<Output = (Self, Option<WriteTrace>)> + Send;
 }
 
 impl TestStore for DynamoStore {
@@ -601,10 +637,21 @@ impl TestStore for DynamoStore {
         let (store, log) = fresh_store().await;
         (store, Some(log))
     }
+
+    async fn traced() -> (Self, Option<WriteTrace>) {
+        let (created, _) = fresh_store().await;
+        let trace = WriteTrace::default();
+        let store = DynamoStore::new(traced_dynamo_client(&trace).await, created.table());
+        (store, Some(trace))
+    }
 }
 
 impl TestStore for MemoryStore {
     async fn fresh() -> (Self, Option<CallLog>) {
+        (MemoryStore::default(), None)
+    }
+
+    async fn traced() -> (Self, Option<WriteTrace>) {
         (MemoryStore::default(), None)
     }
 }

@@ -183,7 +183,9 @@ pub enum Decision<T> {
 /// Result of a [`write`].
 #[derive(Debug)]
 pub enum Outcome<T> {
-    /// The change was stored; `video` is the record as written.
+    /// The change was stored; `video` is the record as written, and `video.version` the
+    /// version stored: the write was conditional on the version before it, so no two
+    /// `Applied` of one record ever carry the same version.
     Applied { video: Box<ExerciseVideo>, value: T },
     /// The record and its pointers are gone (or were never there).
     Deleted(T),
