@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cmcd;
 pub mod ids;
 pub mod ladder;
 pub mod lifecycle;
@@ -9,6 +10,8 @@ pub mod media_keys;
 pub mod media_probe;
 pub mod media_type;
 pub mod multipart;
+pub mod playback_quality;
+pub mod playback_session;
 pub mod playback_token;
 pub mod standard_webhook;
 pub mod upload_error;
