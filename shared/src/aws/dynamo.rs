@@ -170,7 +170,8 @@ impl DynamoStore {
     }
 
     /// Creates the table as the template defines it (local cloud and tests): key `pk`, the
-    /// stream with both images, the sparse due index (keys only).
+    /// stream with both images, the sparse due index and the two playback session indexes (keys
+    /// only), and the sessions' TTL.
     pub async fn create_table(&self) -> Result<(), StoreError> {
         let spec = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Unavailable(e.to_string());
         let attribute = |name: &str, kind: ScalarAttributeType| {
@@ -196,6 +197,20 @@ impl DynamoStore {
             )
             .build()
             .map_err(spec)?;
+        use crate::aws::playback_sessions as sessions;
+        let keys_only_index = |name: &str, hash: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash).map_err(spec)?)
+                .key_schema(key(sessions::STARTED_KEY, KeyType::Range).map_err(spec)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .map_err(spec)
+        };
         self.client
             .create_table()
             .table_name(&self.table)
@@ -205,12 +220,43 @@ impl DynamoStore {
                 attribute(DUE_PARTITION_KEY, ScalarAttributeType::S).map_err(spec)?,
             )
             .attribute_definitions(attribute(DUE_SORT_KEY, ScalarAttributeType::N).map_err(spec)?)
+            .attribute_definitions(
+                attribute(sessions::EXERCISE_KEY, ScalarAttributeType::S).map_err(spec)?,
+            )
+            .attribute_definitions(
+                attribute(sessions::ORG_DAY_KEY, ScalarAttributeType::S).map_err(spec)?,
+            )
+            .attribute_definitions(
+                attribute(sessions::STARTED_KEY, ScalarAttributeType::N).map_err(spec)?,
+            )
             .key_schema(key(PARTITION_KEY, KeyType::Hash).map_err(spec)?)
             .global_secondary_indexes(due_index)
+            .global_secondary_indexes(keys_only_index(
+                sessions::BY_EXERCISE_INDEX,
+                sessions::EXERCISE_KEY,
+            )?)
+            .global_secondary_indexes(keys_only_index(
+                sessions::BY_ORG_DAY_INDEX,
+                sessions::ORG_DAY_KEY,
+            )?)
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
                     .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .map_err(spec)?,
+            )
+            .send()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        // Playback sessions expire by TTL (exercise records carry no such attribute).
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                    .attribute_name(sessions::TTL_ATTRIBUTE)
+                    .enabled(true)
                     .build()
                     .map_err(spec)?,
             )

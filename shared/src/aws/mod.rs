@@ -6,6 +6,8 @@ pub mod s3_event;
 
 #[cfg(feature = "dynamo")]
 pub mod dynamo;
+#[cfg(feature = "dynamo")]
+pub mod playback_sessions;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "aws")]

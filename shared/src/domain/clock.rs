@@ -33,6 +33,12 @@ impl Timestamp {
         Timestamp::from_unix(self.unix().saturating_sub(secs)).unwrap_or(self)
     }
 
+    /// The UTC calendar day, `YYYY-MM-DD`.
+    pub fn date(self) -> String {
+        let d = self.0.date();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    }
+
     pub fn parse_rfc3339(s: &str) -> Result<Self, time::error::Parse> {
         OffsetDateTime::parse(s, &Rfc3339).map(|t| Self(t.to_offset(time::UtcOffset::UTC)))
     }

@@ -34,17 +34,26 @@ const MAX_CID_LEN: usize = 128;
 
 /// Player state (`sta`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum PlayerState {
+    #[serde(rename = "s")]
     Starting,
+    #[serde(rename = "p")]
     Playing,
+    #[serde(rename = "k")]
     Seeking,
+    #[serde(rename = "r")]
     Rebuffering,
+    #[serde(rename = "a")]
     Paused,
+    #[serde(rename = "w")]
     Waiting,
+    #[serde(rename = "e")]
     Ended,
+    #[serde(rename = "f")]
     FatalError,
+    #[serde(rename = "q")]
     Quit,
+    #[serde(rename = "d")]
     Preloading,
 }
 
@@ -68,18 +77,23 @@ impl PlayerState {
 
 /// Event type (`e`, event mode) exvid distinguishes; the others are kept as `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// `ps`: play state change (carries `sta`).
+    #[serde(rename = "ps")]
     PlayState,
     /// `e`: player error (carries `ec`).
+    #[serde(rename = "e")]
     Error,
     /// `t`: time interval (heartbeat).
+    #[serde(rename = "t")]
     Interval,
     /// `bc`: bitrate change.
+    #[serde(rename = "bc")]
     BitrateChange,
     /// `rr`: response received.
+    #[serde(rename = "rr")]
     ResponseReceived,
+    #[serde(rename = "o")]
     Other,
 }
 
@@ -96,45 +110,46 @@ impl EventKind {
     }
 }
 
-/// One CMCD record, reduced to the keys exvid aggregates. Absent keys are `None`/empty.
+/// One CMCD record, reduced to the keys exvid aggregates. Absent keys are `None`/empty. Stored
+/// under the CMCD key names, which keep a session's item small.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// `sn`: sequence number per session and target (a retried batch repeats it).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "sn", skip_serializing_if = "Option::is_none", default)]
     pub sn: Option<u32>,
     /// `ts`: when the event happened, Unix ms.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "ts", skip_serializing_if = "Option::is_none", default)]
     pub ts: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "e", skip_serializing_if = "Option::is_none", default)]
     pub event: Option<EventKind>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "sta", skip_serializing_if = "Option::is_none", default)]
     pub state: Option<PlayerState>,
     /// `br`: encoded bitrate of the selected rendition, kbps.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "br", skip_serializing_if = "Option::is_none", default)]
     pub bitrate_kbps: Option<u32>,
     /// `mtp`: measured throughput, kbps.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "mtp", skip_serializing_if = "Option::is_none", default)]
     pub throughput_kbps: Option<u32>,
     /// `bl`: buffer length, ms.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "bl", skip_serializing_if = "Option::is_none", default)]
     pub buffer_ms: Option<u32>,
     /// `tb`: top bitrate available, kbps.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "tb", skip_serializing_if = "Option::is_none", default)]
     pub top_kbps: Option<u32>,
     /// `lb`: lowest bitrate available, kbps.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "lb", skip_serializing_if = "Option::is_none", default)]
     pub lowest_kbps: Option<u32>,
     /// `bs`: the buffer ran dry since the previous report.
-    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    #[serde(rename = "bs", skip_serializing_if = "std::ops::Not::not", default)]
     pub starved: bool,
     /// `msd`: media start delay (starting -> playing), ms.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(rename = "msd", skip_serializing_if = "Option::is_none", default)]
     pub startup_ms: Option<u32>,
     /// `bsd`: durations of stalls that ended since the previous report, ms.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    #[serde(rename = "bsd", skip_serializing_if = "Vec::is_empty", default)]
     pub stall_ms: Vec<u32>,
     /// `ec`: player error codes (short strings).
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    #[serde(rename = "ec", skip_serializing_if = "Vec::is_empty", default)]
     pub errors: Vec<String>,
 }
 

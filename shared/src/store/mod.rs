@@ -13,6 +13,7 @@ use crate::domain::video::{ExerciseVideo, Ignored};
 
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod playback;
 
 /// `BUNNY#{guid}` -> the exercise and upload a Bunny video belongs to. Written in the same
 /// transaction as the `pending` upload, so a webhook that arrives right after intake resolves.
