@@ -104,6 +104,20 @@ pub enum ApiError {
     /// Part numbers or a completion the upload cannot take.
     #[error(transparent)]
     Parts(#[from] crate::domain::multipart::CompletionError),
+    /// A playback report batch that is not CMCD exvid can take.
+    #[error(transparent)]
+    Report(#[from] crate::domain::cmcd::CmcdError),
+    /// A playback session grant that does not verify (or has expired: 410, the player stops).
+    #[error(transparent)]
+    Grant(#[from] crate::domain::playback_session::GrantError),
+    /// The playback session takes no more reports.
+    #[error("playback session is full")]
+    SessionFull,
+    #[error(transparent)]
+    Sessions(#[from] crate::store::playback::SessionStoreError),
+    /// A query parameter the route cannot take.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
 }
 
 /// The one conversion of an access decision into the HTTP answer.
@@ -215,6 +229,71 @@ impl ApiError {
                 "Invalid parts",
                 Some(e.to_string()),
             ),
+            ApiError::Report(_)
+            | ApiError::Grant(_)
+            | ApiError::SessionFull
+            | ApiError::Sessions(_)
+            | ApiError::InvalidQuery(_) => self.playback_problem(),
+        }
+    }
+
+    fn playback_problem(&self) -> Problem {
+        use crate::domain::cmcd::CmcdError;
+        use crate::domain::playback_session::GrantError;
+        use crate::store::playback::SessionStoreError;
+        use StatusCode as S;
+        let closed = || {
+            Problem::new(
+                S::GONE,
+                "session-closed",
+                "Playback session closed",
+                Some("this playback session takes no more reports; start a new one".into()),
+            )
+        };
+        match self {
+            ApiError::Report(CmcdError::TooLarge) => Problem::new(
+                S::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Body too large",
+                Some(CmcdError::TooLarge.to_string()),
+            ),
+            ApiError::Report(e @ CmcdError::UnsupportedContentType(_)) => Problem::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported report type",
+                Some(e.to_string()),
+            ),
+            ApiError::Report(e) => Problem::new(
+                S::BAD_REQUEST,
+                "invalid-report",
+                "Invalid playback report",
+                Some(e.to_string()),
+            ),
+            ApiError::Grant(GrantError::Expired) | ApiError::SessionFull => closed(),
+            ApiError::Grant(e) => Problem::new(
+                S::FORBIDDEN,
+                "invalid-grant",
+                "Invalid playback session grant",
+                Some(e.to_string()),
+            ),
+            ApiError::Sessions(SessionStoreError::BadCursor) | ApiError::InvalidQuery(_) => {
+                Problem::new(
+                    S::BAD_REQUEST,
+                    "invalid-query",
+                    "Invalid query",
+                    Some(match self {
+                        ApiError::InvalidQuery(why) => why.clone(),
+                        _ => "the cursor is not one a previous page returned".into(),
+                    }),
+                )
+            }
+            ApiError::Sessions(SessionStoreError::Unavailable(_)) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "Temporarily unavailable",
+                Some("the session store could not be reached; retry shortly".into()),
+            ),
+            _ => Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", None),
         }
     }
 
@@ -314,6 +393,7 @@ impl ApiError {
         if matches!(
             self,
             ApiError::Store(StoreError::Unavailable(_))
+                | ApiError::Sessions(crate::store::playback::SessionStoreError::Unavailable(_))
                 | ApiError::Bucket(_)
                 | ApiError::Upstream {
                     retryable: true,

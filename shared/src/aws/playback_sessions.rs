@@ -79,6 +79,11 @@ impl DynamoSessions {
             table: table.into(),
         }
     }
+
+    /// The usual construction in a function's `main`.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(config), table)
+    }
 }
 
 fn key(sid: &SessionId) -> Item {
