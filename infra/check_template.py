@@ -57,6 +57,10 @@ LEAST_PRIVILEGE = {
         "s3:AbortMultipartUpload",
     },
     "CdnKeySyncFunction": {"cloudfront-keyvaluestore:DescribeKeyValueStore", "cloudfront-keyvaluestore:PutKey"},
+    # Session items only (LeadingKeys PLAYBACK#*, checked below) and the two session indexes.
+    "PlaybackQualityFunction": {
+        "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+    },
 }
 
 # Managed policies SAM attaches for an event source, allowed only on the function that has it.
@@ -201,6 +205,25 @@ def check_translated(cfn):
             f"{name}: the sparse pending-due index the store queries",
         )
 
+        sessions = {
+            i.get("IndexName"): i for i in p.get("GlobalSecondaryIndexes", [])
+            if i.get("IndexName", "").startswith("playback-")
+        }
+        for index, hash_key in (("playback-by-exercise", "pq_ex"), ("playback-by-org-day", "pq_day")):
+            i = sessions.get(index, {})
+            check(
+                i.get("KeySchema") == [
+                    {"AttributeName": hash_key, "KeyType": "HASH"},
+                    {"AttributeName": "pq_at", "KeyType": "RANGE"},
+                ]
+                and i.get("Projection") == {"ProjectionType": "KEYS_ONLY"},
+                f"{name}: the keys-only session index {index} the session store queries",
+            )
+        check(
+            p.get("TimeToLiveSpecification") == {"AttributeName": "expires_at", "Enabled": True},
+            f"{name}: playback sessions expire by TTL on expires_at",
+        )
+
     buckets = resources_of(cfn, "AWS::S3::Bucket")
     for name, b in buckets.items():
         p = b["Properties"]
@@ -254,6 +277,20 @@ def check_translated(cfn):
         check(security.get("ContentTypeOptions", {}).get("Override") is True, f"{name}: nosniff on every response")
         csp = security.get("ContentSecurityPolicy", {}).get("ContentSecurityPolicy", "")
         check("sandbox" in csp and "default-src 'none'" in csp, f"{name}: a CSP that runs no script (SVG)")
+    # The report function touches session items only: every table statement is bound to
+    # PLAYBACK# keys, every index statement to the session indexes.
+    quality = roles.get(functions.get("PlaybackQualityFunction", {}).get("Properties", {}).get("Role", {}).get("Fn::GetAtt", [""])[0])
+    check(quality is not None, "PlaybackQualityFunction: has its own role")
+    for policy in (quality or {}).get("Properties", {}).get("Policies", []):
+        for st in as_list(policy["PolicyDocument"]["Statement"]):
+            if "dynamodb:Query" in as_list(st["Action"]):
+                check(
+                    all("/index/playback-" in json.dumps(r) for r in as_list(st["Resource"])),
+                    "PlaybackQualityFunction: queries the session indexes only",
+                )
+            else:
+                keys = st.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+                check(keys == ["PLAYBACK#*"], "PlaybackQualityFunction: items limited to PLAYBACK# keys")
     reconcilers = [n for n in functions if n == "ReconcileFunction"]
     check(reconcilers == ["ReconcileFunction"], "a reconciler function")
     for name in reconcilers:

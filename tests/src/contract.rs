@@ -35,6 +35,14 @@ impl<S: VideoStore, C: Clock> ApiFunction for playback::Playback<S, C> {
     }
 }
 
+impl<S: exvid_shared::store::playback::SessionStore, C: Clock> ApiFunction
+    for playback_quality::PlaybackQuality<S, C>
+{
+    fn answer(&self, req: Request) -> impl Future<Output = Response<Body>> {
+        self.handle(req)
+    }
+}
+
 /// `handle` checks the answer against the spec; everything else is the function's own.
 pub struct Contracted<F>(pub F);
 

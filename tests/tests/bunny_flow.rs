@@ -105,6 +105,7 @@ async fn stack() -> Stack {
             },
             ttl_seconds: 3600,
             claims: Default::default(),
+            grant_key: None,
         },
     );
     Stack {

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use exvid_shared::aws::dynamo::DynamoStore;
 use exvid_shared::domain::clock::FixedClock;
+use exvid_shared::domain::clock::Timestamp;
+use exvid_shared::domain::playback_session::{Grant, GrantKey};
 use exvid_shared::domain::playback_token::{verify, TokenKey};
 use exvid_shared::domain::video::ExerciseVideo;
 use exvid_shared::store::{Expect, VideoStore};
@@ -21,6 +23,7 @@ const BUNNY_KEY: &str = "integration-bunny-key-0001";
 const CF_KEY: &str = "integration-cloudfront-key-01";
 const BUNNY_BASE: &str = "https://vz-it.b-cdn.net";
 const CF_BASE: &str = "https://dit.cloudfront.net";
+const SESSION_KEY: &str = "integration-playback-session-key";
 
 fn config(table: &str) -> PlaybackConfig {
     PlaybackConfig {
@@ -37,6 +40,7 @@ fn config(table: &str) -> PlaybackConfig {
         },
         ttl_seconds: 3600,
         claims: Default::default(),
+        grant_key: Some(GrantKey::new(SESSION_KEY)),
     }
 }
 
@@ -126,6 +130,52 @@ async fn fixture_event_returns_signed_urls_from_exactly_one_read() {
         ["GetItem"],
         "exactly one DynamoDB read, nothing else"
     );
+}
+
+#[tokio::test]
+async fn a_playable_video_comes_with_a_playback_session_granted_to_the_viewer() {
+    let (app, log) = app().await;
+    let b = body(&app.handle(event(|_| {})).await);
+    let session = &b["playback_session"];
+    let id = session["id"].as_str().unwrap();
+    assert_eq!(session["expires_at"], b["expires_at"]);
+    let url = session["report_url"].as_str().unwrap();
+    let prefix = format!(
+        "https://abcde12345.execute-api.eu-central-1.amazonaws.com/v1/media/sessions/{id}/cmcd?grant="
+    );
+    let token = url
+        .strip_prefix(&prefix)
+        .expect("report URL on the API's own host");
+    let now = Timestamp::from_unix(NOW).unwrap();
+    let grant = Grant::verify(token, &GrantKey::new(SESSION_KEY), now).unwrap();
+    assert_eq!(grant.sid.as_str(), id);
+    assert_eq!(grant.viewer.as_str(), "patient-4711");
+    assert_eq!(grant.exercise_id.as_str(), "ex-knee-01");
+    assert_eq!(grant.org.unwrap().as_str(), "clinic-berlin");
+    assert_eq!(grant.exp, NOW + 3600);
+    // Each answer a fresh session; the player's own id is kept.
+    let again = body(&app.handle(event(|_| {})).await);
+    assert_ne!(again["playback_session"]["id"], session["id"]);
+    let own = "6E2B4F9A-1C3D-4E5F-8A9B-0C1D2E3F4A5B";
+    let mine = body(
+        &app.handle(event(|e| {
+            e["rawQueryString"] = json!(format!("playback_session={own}"));
+            e["queryStringParameters"] = json!({ "playback_session": own });
+        }))
+        .await,
+    );
+    assert_eq!(
+        mine["playback_session"]["id"],
+        "6e2b4f9a-1c3d-4e5f-8a9b-0c1d2e3f4a5b"
+    );
+    let bad = app
+        .handle(event(|e| {
+            e["rawQueryString"] = json!("playback_session=../x");
+            e["queryStringParameters"] = json!({ "playback_session": "../x" });
+        }))
+        .await;
+    assert_problem(&bad, 400, "invalid-id");
+    assert_eq!(log.calls(), ["GetItem"; 4], "still one read per answer");
 }
 
 #[tokio::test]

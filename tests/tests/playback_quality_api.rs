@@ -2,13 +2,14 @@
 //! `bandwidth-stats-get.json`) through the handler to DynamoDB on moto: CMCD batches in (one
 //! write each, a retried batch counted once), stats out, and every refusal — forged, expired or
 //! foreign grants, malformed and absurd batches, floods, another org's or another patient's
-//! sessions — a clear 4xx that stores nothing.
+//! sessions — a clear 4xx that stores nothing. Every answer is held to `docs/openapi.yaml`.
 
 use exvid_shared::aws::playback_sessions::DynamoSessions;
 use exvid_shared::domain::clock::FixedClock;
 use exvid_shared::domain::ids::{ExerciseId, OrgId, Scope};
 use exvid_shared::domain::playback_session::{Grant, GrantKey, SessionId, ViewerId};
 use exvid_shared::store::playback::SessionStore;
+use exvid_tests::contract::Contracted;
 use exvid_tests::{dynamo_client, event_json, fresh_store, response_json, CallLog};
 use lambda_http::{Body, Response};
 use playback_quality::{PlaybackQuality, QualityConfig};
@@ -18,7 +19,7 @@ const NOW: i64 = 1_795_287_300;
 const KEY: &str = "integration-playback-session-key";
 const SID: &str = "6e2b4f9a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
 
-type App = PlaybackQuality<DynamoSessions, FixedClock>;
+type App = Contracted<PlaybackQuality<DynamoSessions, FixedClock>>;
 
 async fn app() -> (App, DynamoSessions, CallLog) {
     let (table, log) = fresh_store().await;
@@ -31,7 +32,11 @@ async fn app() -> (App, DynamoSessions, CallLog) {
         claims: Default::default(),
     };
     (
-        PlaybackQuality::new(sessions.clone(), FixedClock::at_unix(NOW), config),
+        Contracted(PlaybackQuality::new(
+            sessions.clone(),
+            FixedClock::at_unix(NOW),
+            config,
+        )),
         sessions,
         log,
     )

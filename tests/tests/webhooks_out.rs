@@ -171,3 +171,159 @@ async fn a_forged_delivery_fails_the_reference_verifier() {
     assert_eq!(answer["batchItemFailures"].as_array().unwrap().len(), 1);
     assert_eq!(subscriber.deliveries()[0]["verified"], false);
 }
+
+/// A session item as the table's stream carries it (DynamoDB JSON), read back from moto after
+/// the store wrote it.
+async fn session_image(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    sid: &exvid_shared::domain::playback_session::SessionId,
+) -> Value {
+    let item = client
+        .get_item()
+        .table_name(table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(
+                exvid_shared::aws::playback_sessions::session_key(sid),
+            ),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    serde_json::to_value(serde_dynamo::Item::from(item)).unwrap()
+}
+
+fn modify(sequence: u64, key: &str, old: &Value, new: &Value) -> Value {
+    json!({
+        "eventID": format!("e{sequence}"), "eventName": "MODIFY", "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb", "awsRegion": "eu-central-1",
+        "dynamodb": {"ApproximateCreationDateTime": 1790000050, "Keys": {"pk": {"S": key}},
+                     "SequenceNumber": sequence.to_string(), "SizeBytes": 512,
+                     "StreamViewType": "NEW_AND_OLD_IMAGES", "OldImage": old, "NewImage": new},
+        "eventSourceARN": "arn:aws:dynamodb:eu-central-1:123456789012:table/exvid-dev/stream/x",
+    })
+}
+
+#[tokio::test]
+async fn a_stalling_session_raises_degraded_then_recovered_verified_by_the_reference_library() {
+    use exvid_shared::aws::playback_sessions::{session_key, DynamoSessions};
+    use exvid_shared::domain::clock::Timestamp;
+    use exvid_shared::domain::cmcd::{EventKind, PlayerState, Record};
+    use exvid_shared::domain::ids::{ExerciseId, OrgId, Scope};
+    use exvid_shared::domain::playback_quality::record_key;
+    use exvid_shared::domain::playback_session::{Grant, SessionId, ViewerId};
+    use exvid_shared::store::playback::{PlayerClass, Session, SessionStore};
+
+    let (table, log) = exvid_tests::fresh_store().await;
+    let client = exvid_tests::dynamo_client(&log).await;
+    let sessions = DynamoSessions::new(client.clone(), table.table());
+    let sid = SessionId::random();
+    let grant = Grant {
+        sid: sid.clone(),
+        exercise_id: ExerciseId::parse("ex-knee-01").unwrap(),
+        scope: Scope::parse("clinic-berlin").unwrap(),
+        org: Some(OrgId::parse("clinic-berlin").unwrap()),
+        viewer: ViewerId::parse("patient-4711").unwrap(),
+        exp: 2_000_000_000,
+    };
+    let now = Timestamp::from_unix(1_790_000_000).unwrap();
+    let new = Session::new(&grant, PlayerClass::Web, now, 30);
+    let t0 = 1_790_000_000_000i64;
+    let rec = |sn: u32, ms: i64, state: Option<PlayerState>, br: Option<u32>| {
+        let r = Record {
+            sn: Some(sn),
+            ts: Some(t0 + ms),
+            event: Some(if state.is_some() {
+                EventKind::PlayState
+            } else {
+                EventKind::Interval
+            }),
+            state,
+            bitrate_kbps: br,
+            throughput_kbps: br.map(|b| b * 3),
+            lowest_kbps: Some(500),
+            ..Record::default()
+        };
+        (record_key(&r).unwrap(), r)
+    };
+    let mut images = Vec::new();
+    let batches = [
+        vec![
+            rec(1, 0, Some(PlayerState::Playing), Some(5000)),
+            rec(2, 10_000, None, Some(5000)),
+        ],
+        vec![rec(3, 12_000, Some(PlayerState::Rebuffering), None)],
+        (0..9)
+            .map(|i| {
+                let state = (i == 0).then_some(PlayerState::Playing);
+                rec(4 + i, 14_000 + i64::from(i) * 10_000, state, Some(5000))
+            })
+            .collect(),
+    ];
+    for batch in &batches {
+        sessions.record(&new, batch, now).await.unwrap();
+        images.push(session_image(&client, table.table(), &sid).await);
+    }
+    let key = session_key(&sid);
+    let stream = json!({"Records": [
+        modify(1, &key, &images[0], &images[1]),
+        modify(2, &key, &images[1], &images[2]),
+    ]});
+
+    let subscriber = Subscriber::start(SECRET, &Behaviour::default()).unwrap();
+    let queue = Queue::default();
+    let app = notify(&queue, &[&subscriber.url], Duration::from_secs(5));
+    app.handle(stream.clone(), "stream-1").await.unwrap();
+    let queued = queue.queued.lock().unwrap().clone();
+    let kinds: Vec<&str> = queued.iter().map(|d| d.kind.as_str()).collect();
+    assert_eq!(kinds, ["playback.degraded", "playback.recovered"]);
+    let body: Value = serde_json::from_str(&queued[0].body).unwrap();
+    assert_eq!(body["data"]["session_id"], sid.as_str());
+    assert_eq!(body["data"]["viewer_id"], "patient-4711");
+    assert_eq!(body["data"]["verdict"], "degraded");
+    assert!(body["data"]["rule"]
+        .as_str()
+        .unwrap()
+        .starts_with("rebuffer_count"));
+    let fields: Vec<&str> = body["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "exercise_id",
+            "org",
+            "rule",
+            "scope",
+            "session_id",
+            "verdict",
+            "viewer_id"
+        ],
+        "ids and the verdict only"
+    );
+
+    let pairs: Vec<(Delivery, u32)> = queued.iter().cloned().map(|d| (d, 1)).collect();
+    let answer = app.handle(sqs(&pairs), "sqs").await.unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]));
+    let seen = subscriber.deliveries();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (d, q) in seen.iter().zip(&queued) {
+        assert_eq!(d["verified"], true, "{d}");
+        assert_eq!(d["type"], json!(q.kind));
+        assert_eq!(d["id"], json!(q.id));
+        assert_eq!(d["exercise_id"], "ex-knee-01");
+    }
+    // A redelivered stream batch queues the same ids.
+    app.handle(stream, "stream-2").await.unwrap();
+    let again = queue.queued.lock().unwrap()[2..].to_vec();
+    assert_eq!(
+        again.iter().map(|d| &d.id).collect::<Vec<_>>(),
+        queued.iter().map(|d| &d.id).collect::<Vec<_>>()
+    );
+}

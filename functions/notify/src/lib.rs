@@ -27,7 +27,7 @@ use exvid_shared::config::{ConfigError, Env};
 use exvid_shared::domain::clock::{Clock, Timestamp};
 use exvid_shared::domain::ids::UploadId;
 use exvid_shared::domain::standard_webhook::WebhookSecret;
-use exvid_shared::domain::video_event::{self, EventType, VideoEvent};
+use exvid_shared::domain::video_event::{self, EventData, EventType, VideoEvent};
 use exvid_shared::telemetry::metric;
 
 /// Retries start at 30 s and double up to 4 h; with the queue's `maxReceiveCount` of 12 a
@@ -234,8 +234,12 @@ impl<B: EventBus, Q: DeliveryQueue, P: WebhookPoster, C: Clock> Notify<B, Q, P, 
         }
         for e in events {
             tracing::info!(
-                exercise_id = %e.data.exercise_id,
-                upload_id = %e.data.upload_id,
+                exercise_id = %e.data.exercise_id(),
+                upload_id = e.data.video().map(|v| v.upload_id.as_str()),
+                session_id = match &e.data {
+                    EventData::Playback(p) => Some(p.session_id.as_str()),
+                    EventData::Video(_) => None,
+                },
                 event = %e.kind,
                 webhook_id = %e.id,
                 subscribers = self.config.subscribers.len(),
@@ -335,6 +339,13 @@ impl<B: EventBus, Q: DeliveryQueue, P: WebhookPoster, C: Clock> Notify<B, Q, P, 
 
 /// The events of one stream record (none for pointer items and unchanged uploads).
 pub fn events_of(record: &EventRecord) -> Result<Vec<VideoEvent>, ImageError> {
+    if let Some(table_stream::SessionChange { old, new }) =
+        table_stream::session_images(&record.change)?
+    {
+        return Ok(video_event::derive_playback(old.as_ref(), new.as_ref())
+            .into_iter()
+            .collect());
+    }
     let Some(table_stream::RecordChange { old, new }) =
         table_stream::record_images(&record.change)?
     else {
@@ -352,11 +363,17 @@ pub fn events_of(record: &EventRecord) -> Result<Vec<VideoEvent>, ImageError> {
 /// Uploads ready / failed by provider (and error code), and seconds from intake to ready
 /// (the upload id is a UUIDv7: its creation time is in it).
 fn outcome_metrics(e: &VideoEvent) {
-    let provider = e.data.video_provider.as_str();
+    let Some(data) = e.data.video() else {
+        if e.kind == EventType::PlaybackDegraded {
+            metric("PlaybackDegraded", 1.0, &[]);
+        }
+        return;
+    };
+    let provider = data.video_provider.as_str();
     match e.kind {
         EventType::Ready => {
             metric("UploadsReady", 1.0, &[("provider", provider)]);
-            if let Some(created) = UploadId::parse(&e.data.upload_id)
+            if let Some(created) = UploadId::parse(&data.upload_id)
                 .ok()
                 .and_then(|u| u.created_unix_ms())
             {
@@ -365,7 +382,7 @@ fn outcome_metrics(e: &VideoEvent) {
             }
         }
         EventType::Failed => {
-            let code = e.data.video_error_code.map_or("unknown", |c| c.as_str());
+            let code = data.video_error_code.map_or("unknown", |c| c.as_str());
             metric(
                 "UploadsFailed",
                 1.0,

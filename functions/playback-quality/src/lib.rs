@@ -341,11 +341,30 @@ impl<S: SessionStore, C: Clock> PlaybackQuality<S, C> {
                 .filter(|n| (1..=100).contains(n))
                 .ok_or_else(|| invalid("limit must be 1 to 100".into()))?,
         };
+        // Every parameter is checked, whichever listing it is for.
+        let org_param = params.first("org").map(OrgId::parse).transpose()?;
+        let day_param = params
+            .first("day")
+            .map(|d| {
+                Timestamp::parse_rfc3339(&format!("{d}T00:00:00Z"))
+                    .map(|t| t.date())
+                    .ok()
+                    .filter(|parsed| parsed == d)
+                    .ok_or_else(|| invalid("day must be YYYY-MM-DD".into()))
+            })
+            .transpose()?;
+        let session_param = params.first("session").map(SessionId::parse).transpose()?;
+        let exercise_param = params
+            .first("exercise")
+            .map(ExerciseId::parse)
+            .transpose()?;
+        if let Some(c) = params.first("cursor") {
+            exvid_shared::store::playback::decode_cursor(c)?;
+        }
         let wanted =
             |s: &Session| may_see(&principal, s) && viewer.as_ref().is_none_or(|v| &s.viewer == v);
 
-        if let Some(raw) = params.first("session") {
-            let sid = SessionId::parse(raw)?;
+        if let Some(sid) = session_param {
             tracing::Span::current().record("session_id", sid.as_str());
             let session = self
                 .sessions
@@ -356,28 +375,20 @@ impl<S: SessionStore, C: Clock> PlaybackQuality<S, C> {
             let sessions = vec![SessionStats::of(&session)];
             return Ok(stats_response(sessions, None));
         }
-        let listing = match params.first("exercise") {
-            Some(raw) => {
-                let id = ExerciseId::parse(raw)?;
+        let listing = match exercise_param {
+            Some(id) => {
                 tracing::Span::current().record("exercise_id", id.as_str());
                 Listing::Exercise(id)
             }
             None => {
-                let org = match params.first("org") {
-                    Some(raw) if principal.has(Role::Superadmin) => Some(OrgId::parse(raw)?),
-                    Some(raw) if principal.org.as_ref().map(|o| o.as_str()) == Some(raw) => {
-                        principal.org.clone()
-                    }
+                let org = match org_param {
+                    Some(org) if principal.has(Role::Superadmin) => Some(org),
+                    Some(org) if principal.org.as_ref() == Some(&org) => Some(org),
                     // Another org's day looks exactly like an empty one.
                     Some(_) => return Ok(stats_response(Vec::new(), None)),
                     None => principal.org.clone(),
                 };
-                let day = match params.first("day") {
-                    Some(d) => Timestamp::parse_rfc3339(&format!("{d}T00:00:00Z"))
-                        .map_err(|_| invalid("day must be YYYY-MM-DD".into()))?
-                        .date(),
-                    None => to.date(),
-                };
+                let day = day_param.unwrap_or_else(|| to.date());
                 Listing::OrgDay { org, day }
             }
         };

@@ -6,16 +6,17 @@
 //! viewer's IP: patients on mobile networks change addresses mid-session.
 
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
 use exvid_shared::config::{cdn_base_url, ConfigError, Env};
-use exvid_shared::domain::auth::{authorize, Action, ClaimNames};
+use exvid_shared::domain::auth::{authorize, Action, ClaimNames, Principal};
 use exvid_shared::domain::clock::{Clock, Timestamp};
 use exvid_shared::domain::ids::{ExerciseId, Scope};
 use exvid_shared::domain::lifecycle::UploadStatus;
 use exvid_shared::domain::media_keys;
+use exvid_shared::domain::playback_session::{Grant, GrantKey, SessionId, ViewerId};
 use exvid_shared::domain::playback_token::TokenKey;
 use exvid_shared::domain::playback_token::{signed_url, TokenOptions, UrlForm};
 use exvid_shared::domain::video::{ErrorCode, ExerciseVideo, Provider, Rendition};
@@ -29,6 +30,9 @@ pub struct PlaybackConfig {
     pub cdns: Cdns,
     pub ttl_seconds: u64,
     pub claims: ClaimNames,
+    /// Signs playback session grants (`PLAYBACK_SESSION_KEY`); unset, no session is handed
+    /// out and players report nothing.
+    pub grant_key: Option<GrantKey>,
 }
 
 /// The CDN of each provider. Records of both providers may coexist, so both may be configured;
@@ -66,6 +70,16 @@ impl PlaybackConfig {
             cdns,
             ttl_seconds: playback_ttl(env)?,
             claims: env.claim_names(),
+            grant_key: match env.optional("PLAYBACK_SESSION_KEY") {
+                None => None,
+                Some(key) if key.len() < 16 => {
+                    return Err(ConfigError::Invalid {
+                        name: "PLAYBACK_SESSION_KEY",
+                        reason: "keys shorter than 16 characters are refused".into(),
+                    })
+                }
+                Some(key) => Some(GrantKey::new(key)),
+            },
         })
     }
 }
@@ -148,6 +162,56 @@ pub struct PlaybackView {
     pub video_error: Option<String>,
     /// When the signed URLs stop working (RFC 3339); null when nothing is signed.
     pub expires_at: Option<String>,
+    /// Where the player reports how playback goes (CMCD); null when nothing plays yet.
+    pub playback_session: Option<PlaybackSessionView>,
+}
+
+/// A playback session handed to the viewer with a playable video: hls.js takes `id` as
+/// `cmcd.sessionId` and `report_url` as its event target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlaybackSessionView {
+    pub id: String,
+    /// `POST` CMCD batches here (with the same bearer token as this request).
+    pub report_url: String,
+    /// After this the report URL answers 410.
+    pub expires_at: String,
+}
+
+/// The session handed out with a playable video: the player's own id (`?playback_session=`)
+/// or a fresh one, granted to `principal` for this exercise until the URLs expire.
+pub fn playback_session(
+    req: &Request,
+    principal: &Principal,
+    video: &ExerciseVideo,
+    key: &GrantKey,
+    expires: Timestamp,
+) -> Result<PlaybackSessionView, ApiError> {
+    let sid = match req.query_string_parameters().first("playback_session") {
+        Some(raw) => SessionId::parse(raw)?,
+        None => SessionId::random(),
+    };
+    let viewer = ViewerId::parse(&principal.subject)
+        .map_err(|e| ApiError::InvalidQuery(format!("the token's subject cannot view: {e}")))?;
+    let grant = Grant {
+        sid: sid.clone(),
+        exercise_id: video.exercise_id.clone(),
+        scope: video.scope.clone(),
+        org: principal.org.clone(),
+        viewer,
+        exp: expires.unix(),
+    };
+    // The API's own origin as the caller reached it (API Gateway always sets the scheme).
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let scheme = header("x-forwarded-proto").unwrap_or("https");
+    let host = header("host").unwrap_or("localhost");
+    Ok(PlaybackSessionView {
+        report_url: format!(
+            "{scheme}://{host}/v1/media/sessions/{sid}/cmcd?grant={}",
+            grant.sign(key)
+        ),
+        id: sid.to_string(),
+        expires_at: expires.to_rfc3339(),
+    })
 }
 
 /// A query-form signed URL of a single file (poster, MP4).
@@ -317,6 +381,7 @@ pub fn view(
         video_progress: progress,
         video_error_code: failure.map(|e| e.code),
         video_error: failure.map(|e| e.message.clone()),
+        playback_session: None,
     })
 }
 
@@ -390,7 +455,16 @@ impl<S: VideoStore, C: Clock> Playback<S, C> {
             let cache = cache_control(Some(UploadStatus::Ready), ttl);
             return Ok(http_edge::json_response(StatusCode::OK, &body, &cache));
         }
-        let body = view(&video, &self.config.cdns, now, ttl)?;
+        // The player's own session id is checked whether or not a session is handed out.
+        if let Some(raw) = req.query_string_parameters().first("playback_session") {
+            SessionId::parse(raw)?;
+        }
+        let mut body = view(&video, &self.config.cdns, now, ttl)?;
+        if let (Some(key), Some(_)) = (&self.config.grant_key, &body.video_url) {
+            let expires = now.plus_seconds(ttl);
+            body.playback_session = Some(playback_session(req, &principal, &video, key, expires)?);
+        }
+        // The answer stays `private`: a cached copy reuses the session of the same viewer.
         let cache = cache_control(body.video_status, ttl);
         Ok(http_edge::json_response(StatusCode::OK, &body, &cache))
     }

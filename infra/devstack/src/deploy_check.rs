@@ -240,6 +240,38 @@ fn local_bucket(event: &mut Json) {
     event["detail"]["bucket"]["name"] = local::MEDIA_BUCKET.into();
 }
 
+/// A report fixture with a grant the development key signed for its session and viewer, valid
+/// for an hour from now (what `GET …/video` hands a player).
+fn local_grant(event: &mut Json) {
+    use exvid_shared::domain::playback_session::{Grant, GrantKey};
+    let sid = event["pathParameters"]["sid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let sub = event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let grant = (|| {
+        Some(Grant {
+            sid: exvid_shared::domain::playback_session::SessionId::parse(&sid).ok()?,
+            exercise_id: exvid_shared::domain::ids::ExerciseId::parse("ex-knee-01").ok()?,
+            scope: exvid_shared::domain::ids::Scope::parse("clinic-berlin").ok()?,
+            org: exvid_shared::domain::ids::OrgId::parse("clinic-berlin").ok(),
+            viewer: exvid_shared::domain::playback_session::ViewerId::parse(&sub).ok()?,
+            exp: now + 3600,
+        })
+    })();
+    let token = grant
+        .map(|g| g.sign(&GrantKey::new(local::PLAYBACK_SESSION_KEY)))
+        .unwrap_or_default();
+    event["rawQueryString"] = format!("grant={token}").into();
+    event["queryStringParameters"] = serde_json::json!({ "grant": token });
+}
+
 /// The probes: each needs only the empty table, bucket, bus and queues, and the template's own
 /// environment (no provider stand-in), so a wrong name, key or missing variable changes the
 /// answer. Intake runs with the MediaConvert provider (a presigned PUT, no Bunny call).
@@ -299,6 +331,20 @@ pub const PROBES: &[Probe] = &[
         adapt: None,
         event: "cfn-cdn-token-key-delete.json",
         expect: Expect::CustomResource("SUCCESS"),
+    },
+    Probe {
+        binary: "playback-quality",
+        what: "a CMCD batch under a development grant",
+        adapt: Some(local_grant),
+        event: "playback-cmcd-post.json",
+        expect: Expect::Http(204, ""),
+    },
+    Probe {
+        binary: "playback-quality",
+        what: "stats of an unknown session",
+        adapt: None,
+        event: "bandwidth-stats-get.json",
+        expect: Expect::Http(404, "problem"),
     },
     Probe {
         binary: "reconcile",

@@ -124,6 +124,8 @@ fn v2_event(
             }
         }
     }
+    // API Gateway tells the function how the caller reached it.
+    hs.entry("x-forwarded-proto").or_insert(json!("http"));
     let user_agent = hs.get("user-agent").cloned().unwrap_or(json!(""));
     let (body, b64) = match std::str::from_utf8(body) {
         _ if body.is_empty() => (Value::Null, false),

@@ -30,6 +30,8 @@ pub const BUNNY_API_UNSET: &str = "http://127.0.0.1:9";
 /// Development subscriber secret (`devstack up --webhook-secret` replaces it): what local
 /// deliveries are signed with. Never used in AWS.
 pub const WEBHOOK_SECRET: &str = "whsec_ZXh2aWQtbG9jYWwtd2ViaG9vay1zZWNyZXQtMDAwMSE=";
+/// Development key of playback session grants (playback signs, playback-quality checks).
+pub const PLAYBACK_SESSION_KEY: &str = "local-playback-session-key-0001";
 /// The local event bus and webhook delivery queue (on moto).
 pub const EVENT_BUS: &str = "exvid-local";
 pub const DELIVERY_QUEUE: &str = "exvid-local-webhook-deliveries";
@@ -47,6 +49,7 @@ pub fn secret(key: &str) -> Option<&'static str> {
         "bunny_cdn_token_key" => BUNNY_CDN_TOKEN_KEY,
         "cdn_token_key" => CLOUDFRONT_TOKEN_KEY,
         "webhook_secret" => WEBHOOK_SECRET,
+        "playback_session_key" => PLAYBACK_SESSION_KEY,
         _ => return None,
     })
 }
@@ -74,6 +77,7 @@ pub fn function_environment(aws_endpoint: &str) -> Vec<(String, String)> {
         ("EVENT_BUS_NAME", EVENT_BUS),
         ("WEBHOOK_SECRET", WEBHOOK_SECRET),
         ("WEBHOOK_TIMEOUT_MS", "5000"),
+        ("PLAYBACK_SESSION_KEY", PLAYBACK_SESSION_KEY),
         // Locally the reconciler looks after one quiet second; the timer sets the pace.
         ("RECONCILE_AFTER_SECONDS", "1"),
         ("RECONCILE_TIMEOUT_SECONDS", "3600"),

@@ -381,6 +381,7 @@ mod tests {
                 "GET /v1/exercises/{id}/video/uploads/{upload_id}/parts",
                 "upload-intake",
             ),
+            ("GET /v1/media/bandwidth/stats", "playback-quality"),
             (
                 "POST /v1/exercises/{id}/instructions/{step}/image",
                 "upload-intake",
@@ -395,6 +396,7 @@ mod tests {
                 "POST /v1/exercises/{id}/video/uploads/{upload_id}/parts",
                 "upload-intake",
             ),
+            ("POST /v1/media/sessions/{sid}/cmcd", "playback-quality"),
         ];
         assert_eq!(
             keys,
@@ -419,6 +421,7 @@ mod tests {
                 "cdn-key-sync",
                 "notify",
                 "playback",
+                "playback-quality",
                 "reconcile",
                 "transcode-complete",
                 "transcode-start",

@@ -12,5 +12,7 @@ pub mod playback_sessions;
 pub mod s3;
 #[cfg(feature = "aws")]
 pub mod sdk;
+#[cfg(any(feature = "dynamo", feature = "stream"))]
+pub mod session_item;
 #[cfg(feature = "stream")]
 pub mod table_stream;

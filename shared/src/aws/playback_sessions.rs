@@ -18,11 +18,10 @@ use aws_sdk_dynamodb::Client;
 
 use crate::domain::clock::Timestamp;
 use crate::domain::cmcd::Record;
-use crate::domain::ids::{ExerciseId, OrgId, Scope};
-use crate::domain::playback_quality::Records;
-use crate::domain::playback_session::{SessionId, ViewerId};
+use crate::domain::ids::OrgId;
+use crate::domain::playback_session::SessionId;
 use crate::store::playback::{
-    decode_cursor, Listing, Page, PlayerClass, Recorded, Session, SessionStore, SessionStoreError,
+    decode_cursor, Listing, Page, Recorded, Session, SessionStore, SessionStoreError,
     MAX_SESSION_RECORDS,
 };
 
@@ -37,10 +36,7 @@ pub const EXERCISE_KEY: &str = "pq_ex";
 pub const ORG_DAY_KEY: &str = "pq_day";
 /// Sort key of both indexes: the session's start, Unix seconds.
 pub const STARTED_KEY: &str = "pq_at";
-/// The table's TTL attribute (Unix seconds).
-pub const TTL_ATTRIBUTE: &str = "expires_at";
-const RECORD_PREFIX: &str = "r_";
-
+pub use crate::aws::session_item::{RECORD_PREFIX, TTL_ATTRIBUTE};
 pub fn session_key(sid: &SessionId) -> String {
     format!("PLAYBACK#{sid}")
 }
@@ -90,51 +86,13 @@ fn key(sid: &SessionId) -> Item {
     HashMap::from([("pk".to_owned(), s(session_key(sid)))])
 }
 
-/// The session an item holds.
+/// The session an item holds (the stream's images are read by the same parser).
 pub fn session_from_item(item: &Item) -> Result<Session, SessionStoreError> {
-    let corrupt = |what: &str| SessionStoreError::Corrupt(format!("session item: {what}"));
-    let text = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(v)) => Ok(v.as_str()),
-        _ => Err(corrupt(name)),
-    };
-    let time = |name: &str| {
-        text(name).and_then(|v| Timestamp::parse_rfc3339(v).map_err(|_| corrupt(name)))
-    };
-    let mut records = Records::new();
-    for (name, value) in item {
-        if let Some(k) = name.strip_prefix(RECORD_PREFIX) {
-            let record: Record =
-                serde_dynamo::from_attribute_value(value.clone()).map_err(|_| corrupt(name))?;
-            records.insert(k.to_owned(), record);
-        }
-    }
-    let expires = match item.get(TTL_ATTRIBUTE) {
-        Some(AttributeValue::N(v)) => v
-            .parse::<i64>()
-            .ok()
-            .and_then(Timestamp::from_unix)
-            .ok_or_else(|| corrupt(TTL_ATTRIBUTE))?,
-        _ => return Err(corrupt(TTL_ATTRIBUTE)),
-    };
-    let player = serde_json::from_value::<PlayerClass>(serde_json::Value::String(
-        text("player")?.to_owned(),
-    ))
-    .map_err(|_| corrupt("player"))?;
-    Ok(Session {
-        sid: SessionId::parse(text("sid")?).map_err(|_| corrupt("sid"))?,
-        exercise_id: ExerciseId::parse(text("exercise_id")?).map_err(|_| corrupt("exercise_id"))?,
-        scope: Scope::parse(text("scope")?).map_err(|_| corrupt("scope"))?,
-        org: match item.get("org") {
-            None => None,
-            Some(_) => Some(OrgId::parse(text("org")?).map_err(|_| corrupt("org"))?),
-        },
-        viewer: ViewerId::parse(text("viewer")?).map_err(|_| corrupt("viewer"))?,
-        player,
-        started_at: time("started_at")?,
-        updated_at: time("updated_at")?,
-        expires_at: expires,
-        records,
-    })
+    let item: HashMap<String, serde_dynamo::AttributeValue> = item
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    crate::aws::session_item::session_from_attributes(&item)
 }
 
 impl SessionStore for DynamoSessions {

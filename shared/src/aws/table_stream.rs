@@ -56,3 +56,36 @@ pub fn record_images(change: &StreamRecord) -> Result<Option<RecordChange>, Imag
         new: read(&change.new_image)?,
     }))
 }
+
+/// A playback session before and after one report batch (absent before its first, after its
+/// expiry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionChange {
+    pub old: Option<crate::store::playback::Session>,
+    pub new: Option<crate::store::playback::Session>,
+}
+
+/// The change of a playback session item; `None` for any other item.
+pub fn session_images(change: &StreamRecord) -> Result<Option<SessionChange>, ImageError> {
+    let key = match change.keys.get("pk") {
+        Some(serde_dynamo::AttributeValue::S(k)) if k.starts_with("PLAYBACK#") => k.clone(),
+        _ => return Ok(None),
+    };
+    let read = |image: &serde_dynamo::Item| {
+        if image.is_empty() {
+            return Ok(None);
+        }
+        let item: std::collections::HashMap<String, serde_dynamo::AttributeValue> =
+            image.clone().into();
+        crate::aws::session_item::session_from_attributes(&item)
+            .map(Some)
+            .map_err(|e| ImageError {
+                key: key.clone(),
+                reason: e.to_string(),
+            })
+    };
+    Ok(Some(SessionChange {
+        old: read(&change.old_image)?,
+        new: read(&change.new_image)?,
+    }))
+}

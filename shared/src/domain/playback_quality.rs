@@ -382,6 +382,29 @@ impl Quality {
     }
 }
 
+/// A change of a session's current verdict worth telling the platform about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Alert {
+    /// The last minute went from good to degraded or poor.
+    Degraded(Judgement),
+    /// The last minute is good again after being degraded or poor.
+    Recovered(Judgement),
+}
+
+/// The alert a report batch causes: the current verdict before (`None`: the session's first
+/// batch, taken as good) against after.
+pub fn alert(old: Option<&Records>, new: &Records) -> Option<Alert> {
+    let before = old.map_or(Verdict::Good, |r| {
+        Quality::of_current_window(r).current_verdict().verdict
+    });
+    let after = Quality::of_current_window(new).current_verdict();
+    match (before, after.verdict) {
+        (Verdict::Good, Verdict::Degraded | Verdict::Poor) => Some(Alert::Degraded(after)),
+        (Verdict::Degraded | Verdict::Poor, Verdict::Good) => Some(Alert::Recovered(after)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +527,38 @@ mod tests {
         let q = Quality::of_session(&failing);
         assert_eq!((q.errors, q.fatal_errors), (1, 1));
         assert_eq!(q.session_verdict().verdict, Verdict::Poor);
+    }
+
+    #[test]
+    fn alerts_fire_on_crossings_only() {
+        let good = records(vec![
+            state(1, T, PlayerState::Playing),
+            beat(2, T + 10_000, 5000, 9000),
+        ]);
+        assert_eq!(alert(None, &good), None);
+        let mut stalled = good.clone();
+        let r = state(3, T + 12_000, PlayerState::Rebuffering);
+        stalled.insert(record_key(&r).unwrap(), r);
+        assert!(matches!(
+            alert(Some(&good), &stalled),
+            Some(Alert::Degraded(_))
+        ));
+        assert_eq!(
+            alert(Some(&stalled), &stalled),
+            None,
+            "still degraded: no new alert"
+        );
+        let mut recovered = stalled.clone();
+        for i in 0..8 {
+            let r = beat(4 + i, T + 14_000 + i64::from(i) * 10_000, 5000, 9000);
+            recovered.insert(record_key(&r).unwrap(), r);
+        }
+        let p = state(20, T + 13_000, PlayerState::Playing);
+        recovered.insert(record_key(&p).unwrap(), p);
+        assert!(matches!(
+            alert(Some(&stalled), &recovered),
+            Some(Alert::Recovered(_))
+        ));
     }
 
     #[test]

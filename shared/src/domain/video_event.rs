@@ -14,7 +14,8 @@ use crate::domain::lifecycle::UploadStatus;
 use crate::domain::upload_error::ErrorCode;
 use crate::domain::video::{ExerciseVideo, Provider};
 
-/// The event types (`type` of the payload). Progress is not an event.
+/// The event types (`type` of the payload). Progress is not an event; a playback session
+/// crossing into (or out of) degraded playback is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum EventType {
     #[serde(rename = "video.processing")]
@@ -25,14 +26,20 @@ pub enum EventType {
     Failed,
     #[serde(rename = "video.deleted")]
     Deleted,
+    #[serde(rename = "playback.degraded")]
+    PlaybackDegraded,
+    #[serde(rename = "playback.recovered")]
+    PlaybackRecovered,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 6] = [
         EventType::Processing,
         EventType::Ready,
         EventType::Failed,
         EventType::Deleted,
+        EventType::PlaybackDegraded,
+        EventType::PlaybackRecovered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +48,8 @@ impl EventType {
             EventType::Ready => "video.ready",
             EventType::Failed => "video.failed",
             EventType::Deleted => "video.deleted",
+            EventType::PlaybackDegraded => "playback.degraded",
+            EventType::PlaybackRecovered => "playback.recovered",
         }
     }
 }
@@ -51,10 +60,48 @@ impl fmt::Display for EventType {
     }
 }
 
-/// What a subscriber learns: ids, status and the rendition's public facts. No URLs (they are
-/// signed per viewer and expire), no file names, no personal data.
+/// What a subscriber learns: of a video or of a playback session.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EventData {
+#[serde(untagged)]
+pub enum EventData {
+    Video(VideoData),
+    Playback(PlaybackData),
+}
+
+impl EventData {
+    pub fn exercise_id(&self) -> &str {
+        match self {
+            EventData::Video(v) => &v.exercise_id,
+            EventData::Playback(p) => &p.exercise_id,
+        }
+    }
+
+    pub fn video(&self) -> Option<&VideoData> {
+        match self {
+            EventData::Video(v) => Some(v),
+            EventData::Playback(_) => None,
+        }
+    }
+}
+
+/// A playback session's alert: ids (the viewer's pseudonymous platform id among them), the
+/// verdict of its last minute and the rule that made it. Nothing a player reported beyond that.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlaybackData {
+    pub session_id: String,
+    pub exercise_id: String,
+    pub scope: String,
+    /// The viewer's organisation (whose specialists follow the session), if any.
+    pub org: Option<String>,
+    pub viewer_id: String,
+    pub verdict: crate::domain::playback_quality::Verdict,
+    pub rule: String,
+}
+
+/// What a subscriber learns of a video: ids, status and the rendition's public facts. No URLs
+/// (they are signed per viewer and expire), no file names, no personal data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VideoData {
     pub exercise_id: String,
     pub scope: String,
     pub upload_id: String,
@@ -168,7 +215,7 @@ fn event(
         id: event_id(v.exercise_id.as_str(), upload, kind),
         kind,
         timestamp,
-        data: EventData {
+        data: EventData::Video(VideoData {
             exercise_id: v.exercise_id.to_string(),
             scope: v.scope.to_string(),
             upload_id: upload.to_string(),
@@ -181,8 +228,50 @@ fn event(
                 .filter(|_| status == Some(UploadStatus::Failed))
                 .and_then(|p| p.error.as_ref())
                 .map(|e| e.code),
-        },
+        }),
     }
+}
+
+/// `msg_` + 32 hex digits of SHA-256(session, type, records stored): one id per crossing,
+/// the same for every redelivery of the write that caused it.
+pub fn playback_event_id(session: &str, kind: EventType, records: usize) -> String {
+    let mut h = Sha256::new();
+    let records = records.to_string();
+    for part in [session, kind.as_str(), records.as_str()] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let digest = h.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("msg_{hex}")
+}
+
+/// The event a report batch causes, if its session's last minute crossed into degraded
+/// playback or recovered from it.
+pub fn derive_playback(
+    old: Option<&crate::store::playback::Session>,
+    new: Option<&crate::store::playback::Session>,
+) -> Option<VideoEvent> {
+    use crate::domain::playback_quality::{alert, Alert};
+    let new = new?;
+    let (kind, judgement) = match alert(old.map(|o| &o.records), &new.records)? {
+        Alert::Degraded(j) => (EventType::PlaybackDegraded, j),
+        Alert::Recovered(j) => (EventType::PlaybackRecovered, j),
+    };
+    Some(VideoEvent {
+        id: playback_event_id(new.sid.as_str(), kind, new.records.len()),
+        kind,
+        timestamp: new.updated_at,
+        data: EventData::Playback(PlaybackData {
+            session_id: new.sid.to_string(),
+            exercise_id: new.exercise_id.to_string(),
+            scope: new.scope.to_string(),
+            org: new.org.as_ref().map(|o| o.to_string()),
+            viewer_id: new.viewer.to_string(),
+            verdict: judgement.verdict,
+            rule: judgement.rule,
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -297,12 +386,12 @@ mod tests {
         p.error = Some(UploadError::new(ErrorCode::UploadExpired));
         let events = derive(Some(&replacing), Some(&failed), t(4));
         assert_eq!(kinds(&events), ["video.failed"]);
-        assert_eq!(events[0].data.upload_id, "u2");
+        assert_eq!(events[0].data.video().unwrap().upload_id, "u2");
         assert_eq!(
-            events[0].data.video_error_code,
+            events[0].data.video().unwrap().video_error_code,
             Some(ErrorCode::UploadExpired)
         );
-        assert_eq!(events[0].data.video_duration_seconds, None);
+        assert_eq!(events[0].data.video().unwrap().video_duration_seconds, None);
     }
 
     #[test]
@@ -312,8 +401,8 @@ mod tests {
         let events = derive(Some(&playing), None, t(9));
         assert_eq!(kinds(&events), ["video.deleted"]);
         assert_eq!(events[0].timestamp, t(9));
-        assert_eq!(events[0].data.video_status, None);
-        assert_eq!(events[0].data.upload_id, "u1");
+        assert_eq!(events[0].data.video().unwrap().video_status, None);
+        assert_eq!(events[0].data.video().unwrap().upload_id, "u1");
         assert!(derive(None, None, t(9)).is_empty());
     }
 

@@ -113,6 +113,7 @@ const EVENTS: &[(&str, &str)] = &[
     ("notify", "table-stream-ready.json"),
     ("reconcile", "reconcile-schedule.json"),
     ("cdn-key-sync", "cfn-cdn-token-key-delete.json"),
+    ("playback-quality", "bandwidth-stats-get.json"),
 ];
 
 /// The bare runtime first (the baseline), then every function the template deploys.
