@@ -26,7 +26,7 @@ use exvid_shared::domain::auth::{ClaimNames, Principal, Role};
 use exvid_shared::domain::clock::{Clock, Timestamp};
 use exvid_shared::domain::cmcd::{self, CmcdError, Form};
 use exvid_shared::domain::ids::{ExerciseId, OrgId};
-use exvid_shared::domain::playback_quality::{record_key, Percentiles, Quality, RungTime, Verdict};
+use exvid_shared::domain::playback_quality::{record_key, Quality, Verdict};
 use exvid_shared::domain::playback_session::{Grant, GrantError, GrantKey, SessionId, ViewerId};
 use exvid_shared::http_edge::{self, ApiError};
 use exvid_shared::store::playback::{Listing, PlayerClass, Recorded, Session, SessionStore};
@@ -80,17 +80,9 @@ pub struct SessionStats {
     pub player: PlayerClass,
     pub started_at: String,
     pub updated_at: String,
-    pub startup_ms: Option<u32>,
-    pub throughput_kbps: Option<Percentiles>,
-    pub rungs: Vec<RungTime>,
-    pub bitrate_switches: u32,
-    pub rebuffer_count: u32,
-    pub rebuffer_ms: u64,
-    pub rebuffer_ratio: f64,
-    pub watch_ms: u64,
-    pub errors: u32,
-    pub fatal_errors: u32,
-    pub reports: u32,
+    /// The session's figures (startup, throughput, rungs, rebuffering, errors, …).
+    #[serde(flatten)]
+    pub quality: Quality,
     /// The whole session's verdict and the rule that made it.
     pub verdict: Verdict,
     pub verdict_rule: String,
@@ -111,17 +103,7 @@ impl SessionStats {
             player: session.player,
             started_at: session.started_at.to_rfc3339(),
             updated_at: session.updated_at.to_rfc3339(),
-            startup_ms: q.startup_ms,
-            throughput_kbps: q.throughput_kbps,
-            rungs: q.rungs,
-            bitrate_switches: q.bitrate_switches,
-            rebuffer_count: q.rebuffer_count,
-            rebuffer_ms: q.rebuffer_ms,
-            rebuffer_ratio: q.rebuffer_ratio,
-            watch_ms: q.watch_ms,
-            errors: q.errors,
-            fatal_errors: q.fatal_errors,
-            reports: q.reports,
+            quality: q,
             verdict: verdict.verdict,
             verdict_rule: verdict.rule,
             current_verdict: current.verdict,

@@ -268,21 +268,8 @@ impl Quality {
     /// is degraded.
     pub fn session_verdict(&self) -> Judgement {
         let judge = |verdict, rule: String| Judgement { verdict, rule };
-        if self.fatal_errors > 0 {
-            return judge(
-                Verdict::Poor,
-                format!("fatal_errors {} > 0", self.fatal_errors),
-            );
-        }
-        if self.rebuffer_ratio >= REBUFFER_POOR {
-            return judge(
-                Verdict::Poor,
-                format!(
-                    "rebuffer_ratio {} >= {}",
-                    pct(self.rebuffer_ratio),
-                    pct(REBUFFER_POOR)
-                ),
-            );
+        if let Some(poor) = self.failing() {
+            return poor;
         }
         if let Some(s) = self.startup_ms.filter(|s| *s >= STARTUP_POOR_MS) {
             return judge(
@@ -326,21 +313,8 @@ impl Quality {
     /// or most of the window played at the lowest rung while higher ones exist is degraded.
     pub fn current_verdict(&self) -> Judgement {
         let judge = |verdict, rule: String| Judgement { verdict, rule };
-        if self.fatal_errors > 0 {
-            return judge(
-                Verdict::Poor,
-                format!("fatal_errors {} > 0", self.fatal_errors),
-            );
-        }
-        if self.rebuffer_ratio >= REBUFFER_POOR {
-            return judge(
-                Verdict::Poor,
-                format!(
-                    "rebuffer_ratio {} >= {}",
-                    pct(self.rebuffer_ratio),
-                    pct(REBUFFER_POOR)
-                ),
-            );
+        if let Some(poor) = self.failing() {
+            return poor;
         }
         if self.rebuffer_count > 0 || self.rebuffer_ms > 0 {
             return judge(
@@ -369,6 +343,25 @@ impl Quality {
             );
         }
         judge(Verdict::Good, "no threshold crossed".into())
+    }
+
+    /// Poor in any window: a fatal error or heavy rebuffering.
+    fn failing(&self) -> Option<Judgement> {
+        let rule = if self.fatal_errors > 0 {
+            format!("fatal_errors {} > 0", self.fatal_errors)
+        } else if self.rebuffer_ratio >= REBUFFER_POOR {
+            format!(
+                "rebuffer_ratio {} >= {}",
+                pct(self.rebuffer_ratio),
+                pct(REBUFFER_POOR)
+            )
+        } else {
+            return None;
+        };
+        Some(Judgement {
+            verdict: Verdict::Poor,
+            rule,
+        })
     }
 
     fn network_rule(&self) -> Option<String> {
