@@ -173,16 +173,72 @@ function show(v) {
   } else {
     $('download').hidden = true;
   }
-  if (v.video_url && $('player').dataset.src !== v.video_url) play(v);
+  // A fresh answer signs the same rendition anew: play again only when the rendition changed.
+  if (v.video_url && $('player').dataset.rendition !== rendition(v.video_url)) play(v);
+}
+
+// How playback goes is reported as CMCD v2 event reports to the playback session's report URL
+// (hls.js configuration only: the loader adds the bearer token, which event targets cannot).
+// Request-mode CMCD stays off (`includeKeys: []`): segment URLs keep their shape.
+function cmcd(v) {
+  const s = v.playback_session;
+  if (!s) return {};
+  return {
+    cmcd: {
+      version: 2,
+      sessionId: s.id,
+      contentId: $('exercise').value,
+      includeKeys: [],
+      eventTargets: [{ url: s.report_url, events: ['ps', 'e', 't', 'bc'], interval: 3, batchSize: 1 }],
+      loader: async (r) => {
+        const headers = { ...r.headers, authorization: `Bearer ${await token()}` };
+        const res = await fetch(r.url, { method: r.method, headers, body: r.body });
+        return { status: res.status };
+      },
+    },
+  };
+}
+
+// The quality panel: the session's stats as the Telemetry service reads them.
+async function showQuality(sessionId) {
+  const r = await fetch(`/v1/media/bandwidth/stats?session=${encodeURIComponent(sessionId)}`, {
+    headers: { authorization: `Bearer ${await token()}` }, cache: 'no-store',
+  });
+  if (r.status !== 200) return;
+  const s = (await r.json()).sessions[0];
+  const rung = s.rungs.length ? s.rungs.map((x) => `${x.bitrate_kbps} kbps ${Math.round(x.share * 100)}%`).join(', ') : '—';
+  const buffer = hls && $('player').buffered.length
+    ? ($('player').buffered.end($('player').buffered.length - 1) - $('player').currentTime).toFixed(1) : '—';
+  $('quality').dataset.reports = s.reports;
+  $('quality').dataset.rungs = s.rungs.length;
+  $('quality').dataset.verdict = s.current_verdict;
+  $('quality').textContent = `session ${s.session_id.slice(0, 8)}: rungs ${rung}; throughput p50 `
+    + `${s.throughput_kbps ? s.throughput_kbps.p50 : '—'} kbps; buffer ${buffer} s; stalls ${s.rebuffer_count} `
+    + `(${(s.rebuffer_ratio * 100).toFixed(1)}%); now ${s.current_verdict} (${s.current_rule}); `
+    + `${s.reports} reports`;
+}
+
+let qualityTimer = null;
+
+// The rendition a signed URL plays: its path without the directory token or query.
+function rendition(url) {
+  const u = new URL(url);
+  return `${u.host}${u.pathname.replace(/^\/bcdn_token=[^/]*/, '')}`;
 }
 
 function play(v) {
   const video = $('player');
   video.dataset.src = v.video_url;
+  video.dataset.rendition = rendition(v.video_url);
   if (v.video_thumbnail_url) video.poster = v.video_thumbnail_url;
   if (hls) { hls.destroy(); hls = null; }
+  clearInterval(qualityTimer);
   if (window.Hls && Hls.isSupported()) {
-    hls = new Hls();
+    hls = new Hls(cmcd(v));
+    if (v.playback_session) {
+      const id = v.playback_session.id;
+      qualityTimer = setInterval(() => showQuality(id).catch(() => {}), 3000);
+    }
     hls.on(Hls.Events.ERROR, (_, d) => d.fatal && log(`player error: ${d.type} ${d.details}`));
     hls.loadSource(v.video_url);
     hls.attachMedia(video);
@@ -235,6 +291,10 @@ async function listen() {
       after = r.next;
       for (const e of r.events) {
         if (e.data.exercise_id !== $('exercise').value) continue;
+        if (e.type.startsWith('playback.')) {
+          log(`event ${e.type} (${e.data.rule}) pushed`);
+          continue;
+        }
         log(`event ${e.type} (${e.data.video_provider}${e.data.video_error_code ? `, ${e.data.video_error_code}` : ''}) pushed`);
         const s = await refresh();
         if (s === 'ready' || s === 'failed') startPolling();
@@ -249,10 +309,12 @@ async function remove() {
   const r = await api('DELETE');
   log(`delete: ${r.status}`);
   if (hls) { hls.destroy(); hls = null; }
+  clearInterval(qualityTimer);
   const video = $('player');
   video.removeAttribute('src');
   video.removeAttribute('poster');
   delete video.dataset.src;
+  delete video.dataset.rendition;
   $('download').hidden = true;
   setUploadProgress(0);
   await refresh();

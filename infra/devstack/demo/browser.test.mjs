@@ -1,7 +1,8 @@
 // Browser end-to-end test: the real devstack, the demo page in headless Debian Chromium
 // (playwright-core, no downloaded browsers). For each provider it uploads a clip through the
 // page, waits for the progress bar to reach 100% and the status to become ready, and checks
-// that the <video> element plays (currentTime advances); on the AWS path the page uploads with a
+// that the <video> element plays (currentTime advances) and reports how it plays (hls.js's CMCD
+// v2 event reports, read back from the stats route by the page's quality panel); on the AWS path the page uploads with a
 // stock Uppy in parts, cut, paused and resumed. It also manages instruction images
 // through the page (an SVG carrying a script is served under a CSP that stops it) and renders
 // the API reference offline. Screenshots of failures are kept in target/browser-failures/.
@@ -261,6 +262,14 @@ for (const provider of ['bunny_stream', 'aws_mediaconvert']) {
       });
       assert.equal(state.err, null);
       assert.equal(state.w > 0 && state.h > 0, true, JSON.stringify(state));
+      // hls.js reports how it plays (CMCD v2 event mode, configuration only) to the session
+      // GET …/video handed out; the quality panel reads them back from the stats route.
+      await page.waitForFunction(() => Number(document.querySelector('#quality').dataset.rungs) >= 1, null, { timeout: 30_000 });
+      const quality = await page.textContent('#quality');
+      console.log(`${provider}: ${quality}`);
+      assert.match(quality, /rungs \d+ kbps \d+%/);
+      assert.match(quality, /throughput p50 \d+ kbps/);
+      assert.match(quality, /stalls 0 .* now good/);
       // The MP4 link may follow `ready` (Bunny's fallback comes with "finished").
       await page.waitForSelector('#download:not([hidden])', { timeout: 30_000 });
       const href = await page.getAttribute('#download', 'href');
