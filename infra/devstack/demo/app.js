@@ -211,6 +211,7 @@ async function showQuality(sessionId) {
     ? ($('player').buffered.end($('player').buffered.length - 1) - $('player').currentTime).toFixed(1) : '—';
   $('quality').dataset.reports = s.reports;
   $('quality').dataset.rungs = s.rungs.length;
+  $('quality').dataset.stalls = s.rebuffer_count;
   $('quality').dataset.verdict = s.current_verdict;
   $('quality').textContent = `session ${s.session_id.slice(0, 8)}: rungs ${rung}; throughput p50 `
     + `${s.throughput_kbps ? s.throughput_kbps.p50 : '—'} kbps; buffer ${buffer} s; stalls ${s.rebuffer_count} `

@@ -3,7 +3,10 @@
 // page, waits for the progress bar to reach 100% and the status to become ready, and checks
 // that the <video> element plays (currentTime advances) and reports how it plays (hls.js's CMCD
 // v2 event reports, read back from the stats route by the page's quality panel); on the AWS path the page uploads with a
-// stock Uppy in parts, cut, paused and resumed. It also manages instruction images
+// stock Uppy in parts, cut, paused and resumed. A patient on a throttled network (Chromium's
+// network emulation over CDP) plays the low rung and stalls; playback.degraded reaches a
+// subscriber verifying it with the Standard Webhooks reference library, and unthrottled,
+// playback.recovered. It also manages instruction images
 // through the page (an SVG carrying a script is served under a CSP that stops it) and renders
 // the API reference offline. Screenshots of failures are kept in target/browser-failures/.
 import { test, before, after } from 'node:test';
@@ -22,6 +25,12 @@ const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 let stack;
 let urls;
+// A subscriber verifying every webhook with the Standard Webhooks reference library.
+let subscriber;
+let subscriberUrl;
+const venv = process.env.EXVID_VENV || join(root, '.venv');
+const LOCAL_WEBHOOK_SECRET = 'whsec_ZXh2aWQtbG9jYWwtd2ViaG9vay1zZWNyZXQtMDAwMSE=';
+const longClip = join(tmpdir(), `exvid-browser-${process.pid}-long.mp4`);
 // The stack's last lines (gateway, functions, S3 events), added to a failure's message.
 const stackLines = [];
 let browser;
@@ -39,7 +48,7 @@ function startStack() {
       reject(new Error(`${bin} not found: cargo build --workspace --bins`));
       return;
     }
-    stack = spawn(bin, ['up', '--port', '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    stack = spawn(bin, ['up', '--port', '0', '--webhook-url', `${subscriberUrl}hook`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     const timer = setTimeout(() => reject(new Error(`devstack did not start:\n${out}\n${err}`)), 60_000);
@@ -66,6 +75,39 @@ function startStack() {
   });
 }
 
+function startSubscriber() {
+  return new Promise((resolve, reject) => {
+    subscriber = spawn(join(venv, 'bin/python'), [join(root, 'infra/devstack/webhook_subscriber.py'),
+      '--secret', LOCAL_WEBHOOK_SECRET], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    subscriber.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/"listening": (\d+)/);
+      if (m && !subscriberUrl) {
+        subscriberUrl = `http://127.0.0.1:${m[1]}/`;
+        resolve();
+      }
+    });
+    subscriber.on('exit', (code) => { if (!subscriberUrl) reject(new Error(`subscriber exited (${code})`)); });
+  });
+}
+
+// The reference-verified deliveries of `type` for `exercise` so far.
+async function delivered(type, exercise) {
+  const all = await (await fetch(`${subscriberUrl}deliveries`)).json();
+  return all.filter((d) => d.type === type && d.exercise_id === exercise && d.status === 204);
+}
+
+async function until(what, check, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await check();
+    if (got) return got;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 before(async () => {
   execFileSync('ffmpeg', [
     '-nostdin', '-y', '-loglevel', 'error',
@@ -77,6 +119,15 @@ before(async () => {
     execFileSync('ffmpeg', ['-nostdin', '-y', '-loglevel', 'error', '-f', 'lavfi',
       '-i', `color=c=${colour}:s=64x48`, '-frames:v', '1', still(ext)]);
   }
+  // Two minutes of 720p (two rungs on the Bunny stand-in: 360p and 720p), long enough to stall
+  // under a throttle and then play a clean minute.
+  execFileSync('ffmpeg', [
+    '-nostdin', '-y', '-loglevel', 'error',
+    '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30:duration=120',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:duration=120',
+    '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', longClip,
+  ]);
+  await startSubscriber();
   await startStack();
   browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -92,7 +143,8 @@ after(async () => {
     stack.kill('SIGINT');
     await exited;
   }
-  for (const f of [clip, still('png'), still('jpg')]) rmSync(f, { force: true });
+  if (subscriber && subscriber.exitCode === null) subscriber.kill();
+  for (const f of [clip, longClip, still('png'), still('jpg')]) rmSync(f, { force: true });
 });
 
 // Runs `body(page, lines)`; on failure keeps a screenshot and adds the page's log.
@@ -284,3 +336,40 @@ for (const provider of ['bunny_stream', 'aws_mediaconvert']) {
     }
   });
 }
+
+test('a patient on a slow network: the low rung, a stall and playback.degraded, then playback.recovered', { timeout: 480_000 }, async () => {
+  await onPage('throttled', async (page) => {
+    const exercise = 'ex-browser-throttled';
+    await page.goto(`${urls.gateway}/`);
+    await page.selectOption('#provider', 'bunny_stream');
+    await page.fill('#exercise', exercise);
+    await page.setInputFiles('#file', longClip);
+    await page.click('#upload');
+    await page.waitForFunction(() => document.querySelector('#upload-progress').value === 100, null, { timeout: 120_000 });
+    // From now on the page downloads at 200 kbit/s: below the 720p rung, below even 360p's.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Network.enable');
+    const throttle = (bytesPerSecond) => cdp.send('Network.emulateNetworkConditions', {
+      offline: false, latency: bytesPerSecond > 0 ? 80 : 0, downloadThroughput: bytesPerSecond, uploadThroughput: -1,
+    });
+    await throttle(25_000);
+    await page.waitForFunction(() => document.querySelector('#status').textContent === 'ready', null, { timeout: 240_000 });
+    await page.evaluate(() => document.querySelector('#player').play().catch(() => {}));
+    await page.waitForFunction(() => Number(document.querySelector('#quality').dataset.stalls) >= 1, null, { timeout: 120_000 });
+    const degraded = await until('playback.degraded', async () => (await delivered('playback.degraded', exercise))[0], 90_000);
+    assert.equal(degraded.verified, true);
+    const slow = await page.textContent('#quality');
+    console.log(`throttled: ${slow}`);
+    assert.match(slow, /rungs (.* )?896 kbps/, 'played the 360p rung');
+    const p50 = Number(slow.match(/throughput p50 (\d+) kbps/)[1]);
+    assert.ok(p50 < 2596, `throughput p50 ${p50} kbps is below the 720p rung`);
+
+    await throttle(-1);
+    const recovered = await until('playback.recovered', async () => (await delivered('playback.recovered', exercise))[0], 150_000);
+    assert.equal(recovered.verified, true);
+    assert.notEqual(recovered.id, degraded.id);
+    await page.waitForFunction(() => document.querySelector('#quality').dataset.verdict === 'good', null, { timeout: 15_000 });
+    console.log(`recovered: ${await page.textContent('#quality')}`);
+    console.log(`events: ${degraded.type} ${degraded.id} verified, ${recovered.type} ${recovered.id} verified`);
+  });
+});
