@@ -272,6 +272,14 @@ fn local_grant(event: &mut Json) {
     event["queryStringParameters"] = serde_json::json!({ "grant": token });
 }
 
+/// A stats fixture asking for a session nobody reported on (the report probe wrote the
+/// fixture's own session).
+fn unknown_session(event: &mut Json) {
+    let sid = "0e2b4f9a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
+    event["rawQueryString"] = format!("session={sid}").into();
+    event["queryStringParameters"] = serde_json::json!({ "session": sid });
+}
+
 /// The probes: each needs only the empty table, bucket, bus and queues, and the template's own
 /// environment (no provider stand-in), so a wrong name, key or missing variable changes the
 /// answer. Intake runs with the MediaConvert provider (a presigned PUT, no Bunny call).
@@ -342,7 +350,7 @@ pub const PROBES: &[Probe] = &[
     Probe {
         binary: "playback-quality",
         what: "stats of an unknown session",
-        adapt: None,
+        adapt: Some(unknown_session),
         event: "bandwidth-stats-get.json",
         expect: Expect::Http(404, "problem"),
     },
