@@ -85,6 +85,21 @@ impl<'a> Env<'a> {
 }
 
 /// `vz-1.b-cdn.net` -> `https://vz-1.b-cdn.net`; refuses paths, queries and credentials.
+/// `PLAYBACK_SESSION_KEY` (signs and checks playback session grants), if set; a key shorter
+/// than 16 characters is refused.
+pub fn playback_session_key(
+    env: &Env<'_>,
+) -> Result<Option<crate::domain::playback_session::GrantKey>, ConfigError> {
+    match env.optional("PLAYBACK_SESSION_KEY") {
+        None => Ok(None),
+        Some(key) if key.len() < 16 => Err(ConfigError::Invalid {
+            name: "PLAYBACK_SESSION_KEY",
+            reason: "keys shorter than 16 characters are refused".into(),
+        }),
+        Some(key) => Ok(Some(crate::domain::playback_session::GrantKey::new(key))),
+    }
+}
+
 pub fn cdn_base_url(value: &str) -> Result<String, String> {
     let value = value.trim();
     let (scheme, host) = match value.split_once("://") {

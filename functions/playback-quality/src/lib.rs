@@ -21,7 +21,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
-use exvid_shared::config::{ConfigError, Env};
+use exvid_shared::config::{playback_session_key, ConfigError, Env};
 use exvid_shared::domain::auth::{ClaimNames, Principal, Role};
 use exvid_shared::domain::clock::{Clock, Timestamp};
 use exvid_shared::domain::cmcd::{self, CmcdError, Form};
@@ -59,16 +59,9 @@ impl QualityConfig {
     }
 }
 
-/// `PLAYBACK_SESSION_KEY`: signs and checks playback session grants (playback signs them).
+/// `PLAYBACK_SESSION_KEY`: required here (playback signs the grants this function checks).
 pub fn grant_key(env: &Env<'_>) -> Result<GrantKey, ConfigError> {
-    let key = env.required("PLAYBACK_SESSION_KEY")?;
-    if key.len() < 16 {
-        return Err(ConfigError::Invalid {
-            name: "PLAYBACK_SESSION_KEY",
-            reason: "keys shorter than 16 characters are refused".into(),
-        });
-    }
-    Ok(GrantKey::new(key))
+    playback_session_key(env)?.ok_or(ConfigError::Missing("PLAYBACK_SESSION_KEY"))
 }
 
 /// One session in the stats answer.

@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
-use exvid_shared::config::{cdn_base_url, ConfigError, Env};
+use exvid_shared::config::{cdn_base_url, playback_session_key, ConfigError, Env};
 use exvid_shared::domain::auth::{authorize, Action, ClaimNames, Principal};
 use exvid_shared::domain::clock::{Clock, Timestamp};
 use exvid_shared::domain::ids::{ExerciseId, Scope};
@@ -70,16 +70,7 @@ impl PlaybackConfig {
             cdns,
             ttl_seconds: playback_ttl(env)?,
             claims: env.claim_names(),
-            grant_key: match env.optional("PLAYBACK_SESSION_KEY") {
-                None => None,
-                Some(key) if key.len() < 16 => {
-                    return Err(ConfigError::Invalid {
-                        name: "PLAYBACK_SESSION_KEY",
-                        reason: "keys shorter than 16 characters are refused".into(),
-                    })
-                }
-                Some(key) => Some(GrantKey::new(key)),
-            },
+            grant_key: playback_session_key(env)?,
         })
     }
 }
@@ -185,11 +176,9 @@ pub fn playback_session(
     video: &ExerciseVideo,
     key: &GrantKey,
     expires: Timestamp,
+    own: Option<SessionId>,
 ) -> Result<PlaybackSessionView, ApiError> {
-    let sid = match req.query_string_parameters().first("playback_session") {
-        Some(raw) => SessionId::parse(raw)?,
-        None => SessionId::random(),
-    };
+    let sid = own.unwrap_or_else(SessionId::random);
     let viewer = ViewerId::parse(&principal.subject)
         .map_err(|e| ApiError::InvalidQuery(format!("the token's subject cannot view: {e}")))?;
     let grant = Grant {
@@ -456,13 +445,17 @@ impl<S: VideoStore, C: Clock> Playback<S, C> {
             return Ok(http_edge::json_response(StatusCode::OK, &body, &cache));
         }
         // The player's own session id is checked whether or not a session is handed out.
-        if let Some(raw) = req.query_string_parameters().first("playback_session") {
-            SessionId::parse(raw)?;
-        }
+        let own = req
+            .query_string_parameters()
+            .first("playback_session")
+            .map(SessionId::parse)
+            .transpose()?;
         let mut body = view(&video, &self.config.cdns, now, ttl)?;
         if let (Some(key), Some(_)) = (&self.config.grant_key, &body.video_url) {
             let expires = now.plus_seconds(ttl);
-            body.playback_session = Some(playback_session(req, &principal, &video, key, expires)?);
+            body.playback_session = Some(playback_session(
+                req, &principal, &video, key, expires, own,
+            )?);
         }
         // The answer stays `private`: a cached copy reuses the session of the same viewer.
         let cache = cache_control(body.video_status, ttl);

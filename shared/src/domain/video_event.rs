@@ -137,8 +137,13 @@ impl VideoEvent {
 /// `msg_` + 32 hex digits of SHA-256(exercise, upload, type): stable across redeliveries and
 /// replays, distinct per change.
 pub fn event_id(exercise: &str, upload: &UploadId, kind: EventType) -> String {
+    hashed_id(&[exercise, upload.as_str(), kind.as_str()])
+}
+
+/// `msg_` + 32 hex digits of SHA-256 over the length-prefixed parts.
+fn hashed_id(parts: &[&str]) -> String {
     let mut h = Sha256::new();
-    for part in [exercise, upload.as_str(), kind.as_str()] {
+    for part in parts {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
@@ -235,15 +240,7 @@ fn event(
 /// `msg_` + 32 hex digits of SHA-256(session, type, records stored): one id per crossing,
 /// the same for every redelivery of the write that caused it.
 pub fn playback_event_id(session: &str, kind: EventType, records: usize) -> String {
-    let mut h = Sha256::new();
-    let records = records.to_string();
-    for part in [session, kind.as_str(), records.as_str()] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    let digest = h.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("msg_{hex}")
+    hashed_id(&[session, kind.as_str(), &records.to_string()])
 }
 
 /// The event a report batch causes, if its session's last minute crossed into degraded
