@@ -100,7 +100,7 @@ async fn the_reference_verifier_accepts_every_delivery_and_retries_keep_the_id()
         assert_eq!(failed, usize::from(receives < 3), "attempt {receives}");
     }
     assert_eq!(*queue.retries.lock().unwrap(), [30, 60]);
-    let seen = subscriber.deliveries();
+    let seen = subscriber.deliveries().await;
     assert_eq!(seen.len(), 3, "{seen:?}");
     for (i, d) in seen.iter().enumerate() {
         assert_eq!(d["verified"], true, "{d}");
@@ -149,7 +149,7 @@ async fn a_hanging_subscriber_does_not_hold_up_another() {
         answer["batchItemFailures"],
         json!([{"itemIdentifier": "m0"}])
     );
-    let seen = healthy.deliveries();
+    let seen = healthy.deliveries().await;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["verified"], true);
     assert_eq!(seen[0]["status"], 204);
@@ -169,7 +169,7 @@ async fn a_forged_delivery_fails_the_reference_verifier() {
     let delivery = queue.queued.lock().unwrap()[0].clone();
     let answer = app.handle(sqs(&[(delivery, 1)]), "sqs").await.unwrap();
     assert_eq!(answer["batchItemFailures"].as_array().unwrap().len(), 1);
-    assert_eq!(subscriber.deliveries()[0]["verified"], false);
+    assert_eq!(subscriber.deliveries().await[0]["verified"], false);
 }
 
 /// A session item as the table's stream carries it (DynamoDB JSON), read back from moto after
@@ -311,7 +311,7 @@ async fn a_stalling_session_raises_degraded_then_recovered_verified_by_the_refer
     let pairs: Vec<(Delivery, u32)> = queued.iter().cloned().map(|d| (d, 1)).collect();
     let answer = app.handle(sqs(&pairs), "sqs").await.unwrap();
     assert_eq!(answer["batchItemFailures"], json!([]));
-    let seen = subscriber.deliveries();
+    let seen = subscriber.deliveries().await;
     assert_eq!(seen.len(), 2, "{seen:?}");
     for (d, q) in seen.iter().zip(&queued) {
         assert_eq!(d["verified"], true, "{d}");

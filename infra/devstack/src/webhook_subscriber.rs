@@ -1,12 +1,15 @@
 //! The reference-verifying webhook subscriber (`infra/devstack/webhook_subscriber.py`, on the
 //! Standard Webhooks reference library) as a child process on a free loopback port; every
-//! delivery it saw, as it printed it.
+//! delivery it saw, read from the subscriber itself.
 
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::moto::{repo_root, venv_python};
@@ -23,7 +26,7 @@ pub struct Behaviour {
 pub struct Subscriber {
     child: Child,
     pub url: String,
-    lines: Arc<Mutex<Vec<Value>>>,
+    port: u64,
 }
 
 impl Subscriber {
@@ -52,25 +55,34 @@ impl Subscriber {
                 "the webhook subscriber did not start (is standardwebhooks in the venv? run `make venv`)",
             ));
         };
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap_or_else(|e| e.into_inner()).push(v);
-                }
-            }
-        });
+        // Its per-delivery lines are read off so the pipe never fills; what a test asserts on
+        // comes from `GET /deliveries`, which holds a delivery before it is answered. (Read
+        // from this pipe by a thread, a line could still be on its way when the delivery's
+        // answer had already arrived: a test then saw no delivery at all.)
+        std::thread::spawn(move || for _ in stdout.lines().map_while(Result::ok) {});
         Ok(Subscriber {
             child,
             url: format!("http://127.0.0.1:{port}/hook"),
-            lines,
+            port,
         })
     }
 
-    /// Every delivery so far: `{id, type, exercise_id, upload_id, verified, attempt, status}`.
-    pub fn deliveries(&self) -> Vec<Value> {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Every delivery answered so far, in order: `{id, type, exercise_id, upload_id, verified,
+    /// attempt, status}`.
+    pub async fn deliveries(&self) -> Vec<Value> {
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let uri = format!("http://127.0.0.1:{}/deliveries", self.port);
+        let response = client
+            .get(uri.parse().expect("a loopback URI"))
+            .await
+            .unwrap_or_else(|e| panic!("the webhook subscriber did not answer {uri}: {e}"));
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{uri}: {e}"))
+            .to_bytes();
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{uri}: {e}"))
     }
 }
 
