@@ -14,14 +14,14 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use exvid_shared::bunny::client::BunnyApi;
 use exvid_shared::domain::auth::{authorize, Action, Principal};
 use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::{ExerciseId, UploadId, UploadIds};
 use exvid_shared::domain::multipart::{
-    self, ClaimedPart, CompletionError, MultipartUpload, PartPlan, UploadedPart,
+    self, CompleteRequest, CompletionError, MultipartUpload, PartPlan, PartsRequest, UploadedPart,
 };
 use exvid_shared::domain::upload_error::{ErrorCode, UploadError};
 use exvid_shared::domain::video::{ExerciseVideo, Ignored, PendingUpload, Provider};
@@ -53,18 +53,6 @@ pub struct At<'a> {
     pub upload_id: &'a UploadId,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PartsRequest {
-    part_numbers: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompleteRequest {
-    parts: Vec<ClaimedPart>,
-}
-
 #[derive(Serialize)]
 struct PartUrl {
     part_number: u32,
@@ -79,10 +67,8 @@ struct Active {
     multipart: MultipartUpload,
 }
 
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::MalformedBody(e.to_string().split(" at line ").next().unwrap_or("").into())
-    })
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    multipart::parse_request(body).map_err(ApiError::MalformedBody)
 }
 
 fn not_active(why: Ignored) -> ApiError {

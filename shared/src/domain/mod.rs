@@ -4,6 +4,7 @@ pub mod auth;
 pub mod clock;
 pub mod cmcd;
 pub mod ids;
+pub mod json_integer;
 pub mod ladder;
 pub mod lifecycle;
 pub mod media_keys;

@@ -75,8 +75,36 @@ pub struct UploadedPart {
 /// A part as the client names it in a completion.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ClaimedPart {
+    #[serde(deserialize_with = "crate::domain::json_integer::u32")]
     pub part_number: u32,
     pub etag: String,
+}
+
+/// Body of `POST …/video/uploads/{upload_id}/parts`: which parts to sign.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartsRequest {
+    #[serde(deserialize_with = "crate::domain::json_integer::u32_list")]
+    pub part_numbers: Vec<u32>,
+}
+
+/// Body of `POST …/video/uploads/{upload_id}/complete`: the parts to complete with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub parts: Vec<ClaimedPart>,
+}
+
+/// Parses a multipart route's body. The error is serde's message without its position (which
+/// names the field and what was wrong), for a 400.
+pub fn parse_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        e.to_string()
+            .split(" at line ")
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    })
 }
 
 /// Why a completion is refused.

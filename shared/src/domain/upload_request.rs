@@ -42,6 +42,7 @@ pub enum IntakeError {
 struct Body {
     filename: String,
     content_type: String,
+    #[serde(deserialize_with = "crate::domain::json_integer::u64")]
     size_bytes: u64,
     #[serde(default)]
     scope: Option<String>,
