@@ -96,6 +96,7 @@ function parse(request) {
   var token, path, pairs = [];
   var qs = request.querystring || {};
   if (uri.indexOf(DIRECTORY_MARK) === 0) {
+    if (qs.token) return null; // two tokens: which one, which expiry? (as the Rust verifier)
     var rest = uri.slice(DIRECTORY_MARK.length);
     var slash = rest.indexOf('/');
     if (slash === -1) return null;

@@ -126,6 +126,12 @@ fn write_rust_minted_cases_for_the_cloudfront_function() {
             false,
         ),
         case("one token character changed", &tampered, NOW, false),
+        case(
+            "a directory token and a query token",
+            &format!("{master}?token=HS256-x&expires={EXPIRES}"),
+            NOW,
+            false,
+        ),
         case("poster, query form", &file(&poster), NOW, false),
         case("mp4 download, query form", &file(&mp4), NOW, false),
         case(

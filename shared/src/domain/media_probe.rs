@@ -6,6 +6,7 @@
 //! and element headers are checked against the buffer; nothing here can panic or loop forever.
 
 use crate::domain::media_type::{ImageType, VideoContainer};
+use crate::domain::upload_request::MAX_VIDEO_BYTES;
 
 /// How many leading bytes the sniffer and the geometry probe want first.
 pub const HEAD_BYTES: u64 = 64 * 1024;
@@ -88,6 +89,17 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry, if a decoder would open a picture of that size: FFmpeg's
+    /// `av_image_check_size` rule, `(w+128)*(h+128) < INT_MAX/8` (about 16,000 x 16,000). A
+    /// header claiming more is corrupt or hostile; the probe then knows nothing rather than
+    /// planning a ladder for a picture no transcoder opens (found by the `media_probe` fuzz
+    /// target: a `tkhd` of 65535 x 65535).
+    pub fn decodable(width: u32, height: u32) -> Option<Geometry> {
+        let area = (u64::from(width) + 128) * (u64::from(height) + 128);
+        (width > 0 && height > 0 && area < (i32::MAX / 8) as u64)
+            .then_some(Geometry { width, height })
+    }
+
     pub fn short_side(self) -> u32 {
         self.width.min(self.height)
     }
@@ -133,10 +145,7 @@ pub fn probe_geometry(container: VideoContainer, head: &[u8]) -> GeometryProbe {
             // `offset`; it is `moov` only if its header says so, which needs another read. The
             // usual layout with `moov` last is `ftyp`, `mdat`, `moov`: a box header is read there.
             if offset as usize >= head.len() && offset > 0 {
-                GeometryProbe::MoovAt {
-                    offset,
-                    len: MAX_MOOV_BYTES,
-                }
+                moov_at(offset, MAX_MOOV_BYTES)
             } else {
                 GeometryProbe::Unknown
             }
@@ -144,8 +153,11 @@ pub fn probe_geometry(container: VideoContainer, head: &[u8]) -> GeometryProbe {
     }
 }
 
+/// A `moov` to fetch, if it can be one: no larger than [`MAX_MOOV_BYTES`] and starting inside
+/// the largest upload (a box header claiming 2^64 bytes would otherwise send the probe to an
+/// offset no object has; found by the `media_probe` fuzz target).
 fn moov_at(offset: u64, len: u64) -> GeometryProbe {
-    if len > MAX_MOOV_BYTES {
+    if len > MAX_MOOV_BYTES || offset >= MAX_VIDEO_BYTES {
         GeometryProbe::Unknown
     } else {
         GeometryProbe::MoovAt { offset, len }
@@ -159,9 +171,9 @@ pub fn mp4_geometry(at: &[u8], offset: u64) -> Result<Geometry, GeometryProbe> {
         return Err(GeometryProbe::Unknown);
     };
     if first.kind != *b"moov" {
-        return Err(GeometryProbe::MoovAt {
-            offset: offset + first.end,
-            len: MAX_MOOV_BYTES,
+        return Err(match offset.checked_add(first.end) {
+            Some(next) => moov_at(next, MAX_MOOV_BYTES),
+            None => GeometryProbe::Unknown,
         });
     }
     match at.get(first.body.clone()) {
@@ -242,14 +254,11 @@ fn tkhd_geometry(tkhd: &[u8]) -> Option<Geometry> {
     }
     let matrix = width_at - 36;
     let (a, d) = (word(matrix)?, word(matrix + 16)?);
-    Some(if a == 0 && d == 0 {
-        Geometry {
-            width: height,
-            height: width,
-        }
+    if a == 0 && d == 0 {
+        Geometry::decodable(height, width)
     } else {
-        Geometry { width, height }
-    })
+        Geometry::decodable(width, height)
+    }
 }
 
 /// An EBML element: id (with its length marker bits), body range, and whether its size is
@@ -358,7 +367,7 @@ fn webm_geometry(buf: &[u8]) -> Option<Geometry> {
                 (Some(dw), Some(dh)) if dw > 0 && dh > 0 => (dw, dh),
                 _ => (w?, h?),
             };
-            (width > 0 && height > 0).then_some(Geometry { width, height })
+            Geometry::decodable(width, height)
         })
 }
 
@@ -453,6 +462,61 @@ mod tests {
                 width: 1080,
                 height: 1920
             })
+        );
+    }
+
+    /// Found by the `media_probe` fuzz target (137 bytes: an `ftyp` whose 64-bit size is
+    /// 2^64 - 1): the probe asked for a `moov` at an offset no upload reaches.
+    #[test]
+    fn a_box_claiming_more_than_any_upload_is_not_followed() {
+        let mut huge = vec![0, 0, 0, 1];
+        huge.extend_from_slice(b"ftyp");
+        huge.extend_from_slice(&[0xFF; 129]);
+        assert_eq!(sniff(&huge), Some(VideoContainer::Mp4));
+        assert_eq!(
+            probe_geometry(VideoContainer::Mp4, &huge),
+            GeometryProbe::Unknown
+        );
+        // The same at the second read: the next box would start past every upload.
+        let mut at = vec![0, 0, 0, 1];
+        at.extend_from_slice(b"free");
+        at.extend_from_slice(&(MAX_VIDEO_BYTES).to_be_bytes());
+        assert_eq!(mp4_geometry(&at, 0), Err(GeometryProbe::Unknown));
+        assert_eq!(mp4_geometry(&at, u64::MAX - 4), Err(GeometryProbe::Unknown));
+    }
+
+    /// Found by the `media_probe` fuzz target (a MOV whose first `tkhd` says 65535 x 65535,
+    /// reduced to its boxes): the probe answered a size no decoder opens.
+    #[test]
+    fn a_picture_no_decoder_opens_is_not_a_geometry() {
+        let huge = [ftyp(b"qt  "), moov(&[tkhd(65535, 65535, false)])].concat();
+        assert_eq!(
+            probe_geometry(VideoContainer::Mov, &huge),
+            GeometryProbe::Unknown
+        );
+        // A later track with a real picture is still found.
+        let second = [
+            ftyp(b"qt  "),
+            moov(&[tkhd(65535, 65535, false), tkhd(640, 360, false)]),
+        ]
+        .concat();
+        assert_eq!(
+            probe_geometry(VideoContainer::Mov, &second),
+            GeometryProbe::Found(Geometry {
+                width: 640,
+                height: 360
+            })
+        );
+        // FFmpeg's bound: (w+128)(h+128) < INT_MAX/8.
+        assert!(Geometry::decodable(16_200, 16_200).is_some());
+        assert!(Geometry::decodable(16_300, 16_300).is_none());
+        assert!(Geometry::decodable(65_535, 1).is_some());
+        assert!(Geometry::decodable(u32::MAX, 2).is_none());
+        assert!(Geometry::decodable(0, 720).is_none());
+        let webm = webm_file(70_000, 70_000, None);
+        assert_eq!(
+            probe_geometry(VideoContainer::Webm, &webm),
+            GeometryProbe::Unknown
         );
     }
 
