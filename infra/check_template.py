@@ -55,6 +55,8 @@ LEAST_PRIVILEGE = {
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query",
         "mediaconvert:GetJob", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucketVersions",
         "s3:AbortMultipartUpload",
+        # An original whose Object Created event was lost: started as transcode-start would.
+        "s3:GetObject", "s3:ListBucket", "mediaconvert:CreateJob", "iam:PassRole",
     },
     "CdnKeySyncFunction": {"cloudfront-keyvaluestore:DescribeKeyValueStore", "cloudfront-keyvaluestore:PutKey"},
     # Session items only (LeadingKeys PLAYBACK#*, checked below) and the two session indexes.

@@ -841,6 +841,51 @@ async fn intake_refuses_bad_requests_and_writes_nothing() {
         .await;
     assert_eq!(r.status(), 400);
 
+    // A superadmin whose token names no org must say whose a new exercise is (the contract
+    // test's superadmin carries an org for that reason).
+    let root = json!({"sub": "root", "roles": "[superadmin]"});
+    let r = s
+        .intake
+        .handle(api(
+            "intake-video-post.json",
+            "ex-unowned",
+            root.clone(),
+            Some(video_request(10)),
+        ))
+        .await;
+    assert_eq!(
+        (r.status().as_u16(), json_body(&r)["type"].clone()),
+        (400, json!("urn:exvid:problem:scope-required"))
+    );
+    let mut global = video_request(10);
+    global["scope"] = json!("global");
+    let r = s
+        .intake
+        .handle(api(
+            "intake-video-post.json",
+            "ex-unowned",
+            root,
+            Some(global),
+        ))
+        .await;
+    assert_eq!(r.status(), 201);
+
+    // JSON Schema's integers: a size written 9196.0 is the size 9196; 9196.5 is no size.
+    for (size, status) in [(json!(9196.0), 201), (json!(9196.5), 400)] {
+        let mut body = video_request(0);
+        body["size_bytes"] = size;
+        let r = s
+            .intake
+            .handle(api(
+                "intake-video-post.json",
+                "ex-decimal",
+                claims(ORG, "[admin]"),
+                Some(body),
+            ))
+            .await;
+        assert_eq!(r.status(), status);
+    }
+
     // Once the exercise belongs to org-berlin, another org's admin gets a 404 and a superadmin
     // may upload; asking for another scope is a conflict.
     s.post_video(EXERCISE, 10).await;

@@ -44,6 +44,7 @@ fn rendition(upload: &str) -> Rendition {
         width: Some(1280),
         height: Some(720),
         bunny_guid: None,
+        provisional: false,
     }
 }
 

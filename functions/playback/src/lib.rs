@@ -561,6 +561,7 @@ mod tests {
             width: Some(720),
             height: Some(1280),
             bunny_guid: Some(guid),
+            provisional: false,
         });
         v
     }

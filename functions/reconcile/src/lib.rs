@@ -2,6 +2,9 @@
 //! none stays pending when its provider's events are lost or its bytes never come.
 //!
 //! It reads only the sparse due index ([`VideoStore::overdue`]), never scans. For each record:
+//! - **awaiting upload, S3**: the original is in the bucket with the upload's id in its
+//!   metadata but its Object Created event never came: transcode-start gets the event S3 would
+//!   have sent (so the job starts exactly as it would have).
 //! - **awaiting upload, authorization expired** (plus `after` of grace): `failed` /
 //!   `upload_expired`; an empty Bunny video is deleted first, an S3 multipart upload aborted
 //!   (sooner than the bucket's one-day rule would).
@@ -13,6 +16,10 @@
 //! - still running: looked at again later, the pause growing with the upload's age
 //!   ([`backoff`]); past the hard limit (`timeout`) with no end: `failed` / `timeout`.
 //! - retired Bunny videos still listed: deleted, and released in one write.
+//! - **a provisional Bunny rendition** (playable before every resolution was done, and the
+//!   "finished" webhook lost): `GET video` once more each run until Bunny says finished, then
+//!   its final facts (the MP4 downloads) as the webhook would have given them; past the hard
+//!   limit the facts it has are kept as final.
 //!
 //! Every write is conditional (version and pending upload), so a live event landing at the
 //! same moment wins or is re-decided on; nothing is applied twice.
@@ -25,6 +32,7 @@ use tracing::Instrument;
 
 use exvid_shared::bunny::client::{BunnyApi, BunnyError};
 use exvid_shared::bunny::retired;
+use exvid_shared::bunny::webhook::Effect;
 use exvid_shared::config::{ConfigError, Env};
 use exvid_shared::domain::clock::{Clock, Timestamp};
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, UploadId};
@@ -38,6 +46,43 @@ use exvid_shared::store::{
 };
 use exvid_shared::telemetry::metric;
 use transcode_complete::TranscodeComplete;
+
+/// What starts a transcode from an S3 Object Created event (transcode-start's handler): the
+/// reconciler hands it the event S3 would have sent for an original whose event was lost.
+pub trait StartsTranscodes {
+    /// The outcome of each object of `event` (`job_created`, `rejected`, `ignored`, …).
+    fn start(
+        &self,
+        event: &serde_json::Value,
+        request_id: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<&'static str>, String>>;
+}
+
+impl<S, B, T, C> StartsTranscodes for transcode_start::TranscodeStart<S, B, T, C>
+where
+    S: VideoStore,
+    B: MediaBucket,
+    T: exvid_shared::mediaconvert::client::Transcoder,
+    C: Clock,
+{
+    async fn start(
+        &self,
+        event: &serde_json::Value,
+        request_id: &str,
+    ) -> Result<Vec<&'static str>, String> {
+        self.handle(event, request_id)
+            .await
+            .map(|r| r.objects.iter().map(|o| o.outcome).collect())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// No transcode-start (a stack without the AWS path): a lost S3 event is left to expiry.
+impl StartsTranscodes for () {
+    async fn start(&self, _: &serde_json::Value, _: &str) -> Result<Vec<&'static str>, String> {
+        Ok(Vec::new())
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
@@ -83,6 +128,8 @@ pub enum ReconcileError {
     Complete(String),
     #[error(transparent)]
     Bucket(#[from] BucketError),
+    #[error("transcode-start: {0}")]
+    Start(String),
 }
 
 /// What one record came to. A recovery means an event was lost (or bytes never came).
@@ -115,11 +162,12 @@ pub struct RunReport {
     pub errors: usize,
 }
 
-pub struct Reconcile<S, P, J, B, C> {
+pub struct Reconcile<S, P, J, B, C, T = ()> {
     store: S,
     bunny: Option<P>,
     jobs: Option<J>,
     complete: TranscodeComplete<S, B, C>,
+    start: T,
     clock: C,
     config: ReconcileConfig,
 }
@@ -151,11 +199,36 @@ where
             bunny,
             jobs,
             complete,
+            start: (),
             clock,
             config,
         }
     }
 
+    /// With transcode-start: an original whose Object Created event was lost is started from
+    /// the bucket.
+    pub fn with_start<T: StartsTranscodes>(self, start: T) -> Reconcile<S, P, J, B, C, T> {
+        Reconcile {
+            store: self.store,
+            bunny: self.bunny,
+            jobs: self.jobs,
+            complete: self.complete,
+            start,
+            clock: self.clock,
+            config: self.config,
+        }
+    }
+}
+
+impl<S, P, J, B, C, T> Reconcile<S, P, J, B, C, T>
+where
+    S: VideoStore,
+    P: BunnyApi,
+    J: JobLookup,
+    B: MediaBucket + MultipartUploads,
+    C: Clock,
+    T: StartsTranscodes,
+{
     /// One run: every overdue record, one after the other. A record that fails (provider or
     /// store down) is counted and left for the next run; the others go on.
     pub async fn run(&self, request_id: &str) -> Result<RunReport, ReconcileError> {
@@ -212,6 +285,19 @@ where
             return Ok(Verdict::Skipped);
         }
         let pending = record.pending.clone().filter(|p| !p.status.is_terminal());
+        let mut record = record;
+        if record.current.as_ref().is_some_and(|c| c.provisional) {
+            let refined = self.refine(record.clone()).await?;
+            if pending.is_none() {
+                return Ok(refined);
+            }
+            // An upload in flight too: it is decided on the record as refined.
+            recovery_metric(refined);
+            match self.store.get(id, Consistency::Strong).await? {
+                Some(fresh) => record = fresh,
+                None => return Ok(Verdict::Skipped),
+            }
+        }
         let Some(pending) = pending else {
             return self.drain(record).await;
         };
@@ -254,7 +340,11 @@ where
         pending: &PendingUpload,
     ) -> Result<Verdict, ReconcileError> {
         if pending.status == UploadStatus::AwaitingUpload {
-            // The bytes' own S3 event starts the job; without bytes only expiry is left.
+            // The bytes' own S3 event starts the job. Bytes without their event: started here.
+            if let Some(verdict) = self.start_from_bucket(pending).await? {
+                return Ok(verdict);
+            }
+            // Without bytes only expiry is left.
             if self.expired(pending) {
                 self.abort_multipart(pending).await?;
                 return self.fail(record, pending, ErrorCode::UploadExpired).await;
@@ -272,6 +362,52 @@ where
             Some(detail) if finished(&detail) => self.replay_job_event(detail).await,
             _ => self.still_running(record, pending).await,
         }
+    }
+
+    /// The upload's original, if S3 has it with this upload's id in its metadata (a single PUT
+    /// once sent, a multipart upload once completed), handed to transcode-start as the Object
+    /// Created event S3 sends through EventBridge. `None`: no such object (yet).
+    async fn start_from_bucket(
+        &self,
+        pending: &PendingUpload,
+    ) -> Result<Option<Verdict>, ReconcileError> {
+        let Some(key) = &pending.source_key else {
+            return Ok(None);
+        };
+        let bucket = self.complete.bucket();
+        let Some(head) = bucket.head(key).await? else {
+            return Ok(None);
+        };
+        if head.upload_id.as_deref() != Some(pending.upload_id.as_str()) {
+            return Ok(None);
+        }
+        let event = json!({
+            "version": "0",
+            "id": format!("reconcile-{}", pending.upload_id),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "time": self.clock.now().to_rfc3339(),
+            "resources": [],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": bucket.name()},
+                "object": {"key": key, "size": head.size, "etag": head.etag},
+                "reason": "PutObject",
+            },
+        });
+        let outcomes = self
+            .start
+            .start(&event, "reconcile")
+            .await
+            .map_err(ReconcileError::Start)?;
+        let verdict = match outcomes.first().copied() {
+            None => return Ok(None),
+            Some("job_created") => Verdict::RecoveredProcessing,
+            Some("rejected") => Verdict::RecoveredFailed,
+            Some(_) => Verdict::Skipped,
+        };
+        tracing::warn!(key = %key, ?verdict, "original in the bucket without its Object Created event: handed to transcode-start");
+        Ok(Some(verdict))
     }
 
     /// Hands a finished job to transcode-complete as the event it missed.
@@ -393,6 +529,55 @@ where
         Ok(match (outcome, code) {
             (Outcome::Applied { .. }, ErrorCode::UploadExpired) => Verdict::Expired,
             (Outcome::Applied { .. }, _) => Verdict::TimedOut,
+            _ => Verdict::Skipped,
+        })
+    }
+
+    /// The playing Bunny rendition is provisional (its "finished" webhook never came): Bunny is
+    /// asked again; finished, its facts become final exactly as the webhook would make them.
+    async fn refine(&self, record: ExerciseVideo) -> Result<Verdict, ReconcileError> {
+        let (Some(bunny), Some(current)) = (&self.bunny, record.current.clone()) else {
+            return Ok(Verdict::Skipped);
+        };
+        let Some(guid) = current.bunny_guid.clone() else {
+            return Ok(Verdict::Skipped);
+        };
+        tracing::Span::current().record("upload_id", current.upload_id.as_str());
+        let now = self.clock.now();
+        let video = match bunny.get_video(&guid).await {
+            Ok(v) if v.status == Some(exvid_shared::bunny::video::VideoStatus::Finished) => Some(v),
+            Ok(_) => None,
+            Err(BunnyError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let gave_up = now.unix() - record.updated_at.unix() >= self.config.timeout.as_secs() as i64;
+        if video.is_none() && !gave_up {
+            // Still encoding: asked again next run (the record stays due).
+            return Ok(Verdict::Postponed);
+        }
+        let outcome = retired::write_releasing(
+            &self.store,
+            bunny,
+            &record.exercise_id,
+            &current.upload_id,
+            Some(record.clone()),
+            now,
+            |v, upload, now| match &video {
+                Some(video) => Effect::Finished
+                    .apply(v, upload, &guid, Some(video), now)
+                    .map(|_| ()),
+                None => {
+                    // Past the hard limit: the facts it has are final.
+                    let mut last = current.clone();
+                    last.provisional = false;
+                    v.refine_current(upload, last, now)
+                }
+            },
+        )
+        .await?;
+        Ok(match outcome {
+            Outcome::Applied { .. } if video.is_some() => Verdict::RecoveredReady,
+            Outcome::Applied { .. } => Verdict::TimedOut,
             _ => Verdict::Skipped,
         })
     }
@@ -522,6 +707,23 @@ mod tests {
     thread_local! {
         /// Multipart uploads the reconciler aborted in this test (each test has its thread).
         static ABORTED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+        /// Objects in the bucket: key -> the upload id in their metadata.
+        static OBJECTS: std::cell::RefCell<HashMap<String, String>> = std::cell::RefCell::new(HashMap::new());
+    }
+
+    /// transcode-start as the reconciler sees it: the events it was handed.
+    #[derive(Clone, Default)]
+    struct Started(Arc<Mutex<Vec<serde_json::Value>>>);
+
+    impl StartsTranscodes for Started {
+        async fn start(
+            &self,
+            event: &serde_json::Value,
+            _: &str,
+        ) -> Result<Vec<&'static str>, String> {
+            self.0.lock().unwrap().push(event.clone());
+            Ok(vec!["job_created"])
+        }
     }
 
     impl MultipartUploads for Bucket {
@@ -564,8 +766,15 @@ mod tests {
         fn name(&self) -> &str {
             "exvid-media-dev"
         }
-        async fn head(&self, _: &str) -> Result<Option<ObjectHead>, BucketError> {
-            Ok(None)
+        async fn head(&self, key: &str) -> Result<Option<ObjectHead>, BucketError> {
+            Ok(OBJECTS.with(|o| {
+                o.borrow().get(key).map(|upload| ObjectHead {
+                    size: 4096,
+                    content_type: Some("video/mp4".into()),
+                    upload_id: Some(upload.clone()),
+                    etag: Some("\"e1\"".into()),
+                })
+            }))
         }
         async fn read_range(&self, _: &str, _: u64, _: u64) -> Result<Vec<u8>, BucketError> {
             Ok(Vec::new())
@@ -652,6 +861,149 @@ mod tests {
 
     fn verdicts(report: &RunReport) -> Vec<Verdict> {
         report.verdicts.iter().map(|(_, v)| *v).collect()
+    }
+
+    /// Playable before every resolution was done, and Bunny's "finished" webhook lost: the
+    /// rendition is provisional (no MP4 downloads); Bunny is asked each run until it says
+    /// finished, then the final facts are the webhook's; past the hard limit, what it has.
+    #[tokio::test]
+    async fn a_provisional_bunny_rendition_is_asked_again_until_its_facts_are_final() {
+        let (store, bunny, jobs) = (MemoryStore::default(), Bunny::default(), Jobs::default());
+        let guid = BunnyGuid::parse("g-prov").unwrap();
+        let encoding = serde_json::json!({"guid": "g-prov", "status": 3, "length": 12,
+            "width": 1280, "height": 720, "availableResolutions": "360p",
+            "hasMP4Fallback": true, "thumbnailFileName": "thumbnail.jpg"});
+        let video: VideoObject = serde_json::from_value(encoding.clone()).unwrap();
+        let mut v = ExerciseVideo::new(ExerciseId::parse("ex-prov").unwrap(), scope(), t(0));
+        let mut p = PendingUpload::awaiting(uid("u1"), Provider::BunnyStream, t(0));
+        p.bunny_guid = Some(guid.clone());
+        v.begin_upload(&scope(), p, t(0)).unwrap();
+        v.complete(
+            &uid("u1"),
+            None,
+            video.rendition(&guid, &uid("u1"), false),
+            t(10),
+        )
+        .unwrap();
+        assert!(v.current.as_ref().unwrap().provisional);
+        assert!(
+            v.reconcile_due().is_some(),
+            "a provisional rendition stays due"
+        );
+        store.put(&v, &Expect::Absent, None).await.unwrap();
+        let record = |store: &MemoryStore| {
+            let s = store.clone();
+            async move {
+                s.get(&ExerciseId::parse("ex-prov").unwrap(), Consistency::Strong)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+
+        // Still encoding: nothing written, asked again next run.
+        bunny
+            .videos
+            .lock()
+            .unwrap()
+            .insert("g-prov".into(), encoding.clone());
+        let r = app(&store, &bunny, &jobs, 100).run("t").await.unwrap();
+        assert_eq!(verdicts(&r), [Verdict::Postponed]);
+        assert!(record(&store).await.current.unwrap().provisional);
+        // Finished: the webhook's facts, MP4 downloads included; no longer due.
+        let mut finished = encoding.clone();
+        finished["status"] = serde_json::json!(4);
+        finished["availableResolutions"] = serde_json::json!("360p,720p");
+        bunny
+            .videos
+            .lock()
+            .unwrap()
+            .insert("g-prov".into(), finished);
+        let r = app(&store, &bunny, &jobs, 200).run("t").await.unwrap();
+        assert_eq!(verdicts(&r), [Verdict::RecoveredReady]);
+        let done = record(&store).await;
+        let current = done.current.clone().unwrap();
+        assert!(!current.provisional);
+        assert_eq!(current.mp4_heights, [360, 720]);
+        assert_eq!(done.reconcile_due(), None);
+        let r = app(&store, &bunny, &jobs, 300).run("t").await.unwrap();
+        assert!(r.verdicts.is_empty(), "{r:?}");
+
+        // Bunny never says finished: past the hard limit the facts it has are final.
+        let store = MemoryStore::default();
+        store.put(&v, &Expect::Absent, None).await.unwrap();
+        bunny
+            .videos
+            .lock()
+            .unwrap()
+            .insert("g-prov".into(), encoding);
+        let r = app(&store, &bunny, &jobs, 3700).run("t").await.unwrap();
+        assert_eq!(verdicts(&r), [Verdict::TimedOut]);
+        let kept = record(&store).await;
+        assert!(!kept.current.as_ref().unwrap().provisional);
+        assert_eq!(kept.reconcile_due(), None);
+    }
+
+    /// The original is in the bucket but its Object Created event was lost: transcode-start
+    /// gets the event S3 would have sent — once the object is this upload's, and also after
+    /// the authorization ended (S3 took the bytes while it held).
+    #[tokio::test]
+    async fn an_original_whose_event_was_lost_is_started_from_the_bucket() {
+        let (store, bunny, jobs) = (MemoryStore::default(), Bunny::default(), Jobs::default());
+        intake(&store, "ex-aws", Provider::AwsMediaconvert, None).await;
+        let key = "org-berlin/exercises/ex-aws/video/u1/original.mp4";
+        let started = Started::default();
+
+        // No object yet: nothing to start, looked at again after the authorization's end.
+        let r = app(&store, &bunny, &jobs, AFTER as i64 + 1)
+            .with_start(started.clone())
+            .run("t")
+            .await
+            .unwrap();
+        assert_eq!(verdicts(&r), [Verdict::Postponed]);
+        // An object under the key from another (older) upload is not this upload's bytes.
+        OBJECTS.with(|o| o.borrow_mut().insert(key.into(), "u0".into()));
+        let later = 600 + 2 * AFTER as i64;
+        let r = app(&store, &bunny, &jobs, later)
+            .with_start(started.clone())
+            .run("t")
+            .await
+            .unwrap();
+        assert_eq!(
+            verdicts(&r),
+            [Verdict::Expired],
+            "the old object is not this upload"
+        );
+        assert!(started.0.lock().unwrap().is_empty());
+
+        // This upload's object: handed to transcode-start as S3's EventBridge event.
+        let store = MemoryStore::default();
+        intake(&store, "ex-aws", Provider::AwsMediaconvert, None).await;
+        OBJECTS.with(|o| o.borrow_mut().insert(key.into(), "u1".into()));
+        let r = app(&store, &bunny, &jobs, later)
+            .with_start(started.clone())
+            .run("t")
+            .await
+            .unwrap();
+        assert_eq!(verdicts(&r), [Verdict::RecoveredProcessing]);
+        let events = started.0.lock().unwrap().clone();
+        assert_eq!(events.len(), 1);
+        let created = exvid_shared::aws::s3_event::parse(&events[0]).unwrap();
+        assert_eq!(
+            created,
+            vec![Ok(exvid_shared::aws::s3_event::ObjectCreated {
+                bucket: "exvid-media-dev".into(),
+                key: key.into(),
+                size: Some(4096),
+                etag: Some("\"e1\"".into()),
+                sequencer: None,
+            })]
+        );
+        // Without transcode-start (a stack without the AWS path) it is left to expiry.
+        let store = MemoryStore::default();
+        intake(&store, "ex-aws", Provider::AwsMediaconvert, None).await;
+        let r = app(&store, &bunny, &jobs, later).run("t").await.unwrap();
+        assert_eq!(verdicts(&r), [Verdict::Expired]);
     }
 
     #[tokio::test]

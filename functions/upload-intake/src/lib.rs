@@ -609,6 +609,15 @@ where
                 bunny.delete_video(guid).await?;
             }
         }
+        // A multipart upload in progress holds parts that no prefix delete reaches: abort it
+        // (one already completed or aborted counts as aborted). Found by the convergence
+        // histories: a video deleted during a multipart upload left it open at S3.
+        if let Some(p) = &video.pending {
+            if let (Some(m), Some(key)) = (&p.multipart, &p.source_key) {
+                self.bucket.abort_multipart(key, &m.s3_upload_id).await?;
+                tracing::info!(upload_id = %p.upload_id, "multipart upload of the deleted video aborted");
+            }
+        }
         let prefix = media_keys::exercise_prefix(&video.scope, exercise_id);
         let objects = self.bucket.delete_prefix(&prefix).await?;
         tracing::info!(

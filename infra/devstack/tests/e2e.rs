@@ -791,7 +791,8 @@ async fn settled(stack: &Stack, exercise: &str, limit: Duration) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn with_every_provider_event_lost_uploads_still_become_ready_and_subscribers_hear_once() {
+async fn with_every_s3_and_provider_event_lost_uploads_still_become_ready_and_subscribers_hear_once(
+) {
     // The reference verifier answers 500 to each id's first attempt: the retry must carry it.
     let subscriber = Subscriber::start(
         local::WEBHOOK_SECRET,
@@ -810,13 +811,36 @@ async fn with_every_provider_event_lost_uploads_still_become_ready_and_subscribe
     })
     .await;
     let mut uploads = Vec::new();
+    // S3's Object Created events of the originals are lost too: the reconciler finds each
+    // original in the bucket (a presigned PUT's, and a multipart upload's once completed).
+    let two_parts = padded_clip((5 << 20) + 4096);
     for (exercise, provider) in [
         ("ex-lost-bunny", "bunny_stream"),
         ("ex-lost-aws", "aws_mediaconvert"),
+        ("ex-lost-aws-multipart", "aws_mediaconvert"),
     ] {
-        let intake = intake_for(&stack, exercise, provider, clip().len()).await;
+        let multipart = exercise.ends_with("multipart");
+        let intake = if multipart {
+            multipart_intake(&stack, exercise, two_parts.len()).await
+        } else {
+            intake_for(&stack, exercise, provider, clip().len()).await
+        };
         if provider == "bunny_stream" {
             upload_with_tus(&intake["upload"], clip()).await;
+        } else if multipart {
+            let upload = intake["upload_id"].as_str().unwrap();
+            let part_size = intake["upload"]["part_size"].as_u64().unwrap() as usize;
+            let parts = send_parts(&stack, exercise, upload, &two_parts, part_size, &[1, 2]).await;
+            let r = upload_call(
+                &stack,
+                exercise,
+                upload,
+                "POST",
+                "/complete",
+                Some(json!({ "parts": parts })),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         } else {
             upload_to_s3(&intake["upload"], clip()).await;
         }
@@ -840,7 +864,7 @@ async fn with_every_provider_event_lost_uploads_still_become_ready_and_subscribe
         );
         assert!(v["video_thumbnail_url"].is_string(), "{v}");
         report(&format!(
-            "e2e {provider} with every provider event dropped: upload finished -> ready {:.1} s (reconciler every 5 s)",
+            "e2e {exercise} with every S3 and provider event dropped: upload finished -> ready {:.1} s (reconciler every 5 s)",
             uploaded.elapsed().as_secs_f64()
         ));
         uploads.push(intake["upload_id"].as_str().unwrap().to_owned());
@@ -873,11 +897,20 @@ async fn with_every_provider_event_lost_uploads_still_become_ready_and_subscribe
     }
     let log = stack.log().join("\n");
     assert!(log.contains("dropped (--drop-provider-events)"), "{log}");
+    // Every original's S3 event was lost, the multipart upload's included.
+    for exercise in ["ex-lost-aws", "ex-lost-aws-multipart", "ex-broken-aws"] {
+        assert!(
+            log.lines().any(|l| l.contains("s3: ObjectCreated")
+                && l.contains(&format!("/exercises/{exercise}/video/original."))
+                && l.contains("dropped (--drop-provider-events)")),
+            "{exercise}'s S3 event not dropped:\n{log}"
+        );
+    }
 
     // One verified video.ready per upload; its redelivery after the 500 kept the id.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let seen = subscriber.deliveries();
+        let seen = subscriber.deliveries().await;
         let ready: Vec<&Value> = seen.iter().filter(|d| d["type"] == "video.ready").collect();
         let delivered = |u: &str| {
             ready
@@ -962,6 +995,26 @@ fn padded_clip(len: usize) -> Vec<u8> {
     file
 }
 
+/// A multipart video intake on the AWS path (the answer).
+async fn multipart_intake(stack: &Stack, exercise: &str, size: usize) -> Value {
+    let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
+    let r = fetch(
+        "POST",
+        &api,
+        &[
+            bearer("org-e2e", "admin"),
+            ("content-type", "application/json".into()),
+            ("x-exvid-provider", "aws_mediaconvert".into()),
+        ],
+        json!({"filename": "knee bend.mp4", "content_type": "video/mp4", "size_bytes": size, "multipart": true})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
 /// A multipart route of `upload` as the exercise's admin: the reply.
 async fn upload_call(
     stack: &Stack,
@@ -1028,21 +1081,7 @@ async fn a_multipart_upload_resumes_from_its_listed_parts_and_plays() {
     let exercise = "ex-multipart";
     let file = padded_clip((10 << 20) + 4096);
     let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
-    let r = fetch(
-        "POST",
-        &api,
-        &[
-            bearer("org-e2e", "admin"),
-            ("content-type", "application/json".into()),
-            ("x-exvid-provider", "aws_mediaconvert".into()),
-        ],
-        json!({"filename": "knee bend.mp4", "content_type": "video/mp4", "size_bytes": file.len(), "multipart": true})
-            .to_string()
-            .into_bytes(),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    let intake = r.json();
+    let intake = multipart_intake(&stack, exercise, file.len()).await;
     let upload = intake["upload_id"].as_str().unwrap().to_owned();
     let part_size = intake["upload"]["part_size"].as_u64().unwrap() as usize;
     assert_eq!(intake["upload"]["max_parts"], 3, "{intake}");

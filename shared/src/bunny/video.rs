@@ -189,6 +189,7 @@ impl VideoObject {
             width: self.width.filter(|w| *w > 0),
             height: self.height.filter(|h| *h > 0),
             bunny_guid: Some(guid.clone()),
+            provisional: !finished,
         }
     }
 }

@@ -319,6 +319,7 @@ mod tests {
             width: None,
             height: None,
             bunny_guid: Some(guid.clone()),
+            provisional: false,
         };
         assert_eq!(
             download_path(&r, &scope, &ex, 720),

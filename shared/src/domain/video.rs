@@ -82,6 +82,11 @@ pub struct Rendition {
     pub height: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bunny_guid: Option<BunnyGuid>,
+    /// Bunny: made playable while other resolutions were still encoding (its MP4 downloads
+    /// are not listed yet). Final once Bunny's "finished" webhook arrives; if that webhook is
+    /// lost, the reconciler asks Bunny again until the video is finished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
 }
 
 /// The latest upload that is not ready yet.
@@ -564,6 +569,10 @@ impl ExerciseVideo {
     /// Retired Bunny videos not yet confirmed deleted keep a record in the index too (due at
     /// its last write), so the reconciler drains them.
     pub fn reconcile_due(&self) -> Option<Timestamp> {
+        // A provisional rendition is asked about on every run, whatever else is in flight.
+        if self.current.as_ref().is_some_and(|c| c.provisional) {
+            return Some(self.updated_at);
+        }
         let Some(p) = self.pending.as_ref().filter(|p| !p.status.is_terminal()) else {
             return (!self.retired_bunny_videos.is_empty()).then_some(self.updated_at);
         };
@@ -673,6 +682,7 @@ mod tests {
             width: Some(1280),
             height: Some(720),
             bunny_guid: None,
+            provisional: false,
         }
     }
     fn record() -> ExerciseVideo {
@@ -882,6 +892,7 @@ mod tests {
     fn bunny(upload: &str, guid: &str) -> Rendition {
         Rendition {
             bunny_guid: Some(BunnyGuid::parse(guid).unwrap()),
+            provisional: false,
             ..rendition(upload)
         }
     }

@@ -303,6 +303,7 @@ mod tests {
             width: Some(1280),
             height: Some(720),
             bunny_guid: None,
+            provisional: false,
         }
     }
     fn with_pending(upload: &str, status: UploadStatus, at: i64) -> ExerciseVideo {

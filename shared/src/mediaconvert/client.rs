@@ -282,6 +282,13 @@ pub fn detail_of(job: &Job) -> JobStateDetail {
         .unwrap_or("output")
         .to_owned();
     let api_groups = job.output_group_details();
+    // How long the outputs run: how many frames a capture output took depends on it.
+    let duration_ms = api_groups
+        .iter()
+        .flat_map(|g| g.output_details())
+        .filter_map(|d| d.duration_in_ms())
+        .max()
+        .map(|ms| ms.max(0) as u64);
     let groups = settings
         .map(|s| s.output_groups())
         .unwrap_or_default()
@@ -292,7 +299,7 @@ pub fn detail_of(job: &Job) -> JobStateDetail {
                 .get(i)
                 .map(|g| g.output_details())
                 .unwrap_or_default();
-            output_group(group, details, &base)
+            output_group(group, details, &base, duration_ms)
         })
         .collect();
     JobStateDetail {
@@ -315,10 +322,31 @@ pub fn detail_of(job: &Job) -> JobStateDetail {
     }
 }
 
+/// Frames a capture output wrote: one every `denominator / numerator` seconds from the start,
+/// while the clip runs, at most `max_captures` (a clip of 2 s or less, at one frame every 2 s,
+/// has one). An unknown duration counts as one: the first capture always exists.
+fn captures_taken(
+    f: &aws_sdk_mediaconvert::types::FrameCaptureSettings,
+    duration_ms: Option<u64>,
+) -> u32 {
+    let max = f.max_captures().unwrap_or(1).clamp(1, 10) as u64;
+    let (num, den) = (
+        f.framerate_numerator().unwrap_or(1).max(1) as u64,
+        f.framerate_denominator().unwrap_or(1).max(1) as u64,
+    );
+    let every_ms = den * 1000 / num;
+    let taken = match duration_ms {
+        Some(d) if d > 0 && every_ms > 0 => d.div_ceil(every_ms),
+        _ => 1,
+    };
+    taken.clamp(1, max) as u32
+}
+
 fn output_group(
     group: &OutputGroup,
     details: &[aws_sdk_mediaconvert::types::OutputDetail],
     base: &str,
+    duration_ms: Option<u64>,
 ) -> OutputGroupDetail {
     let settings = group.output_group_settings();
     let hls = settings.and_then(|s| s.hls_group_settings());
@@ -348,9 +376,7 @@ fn output_group(
                         .video_description()
                         .and_then(|v| v.codec_settings())
                         .and_then(|c| c.frame_capture_settings())
-                        .and_then(|f| f.max_captures())
-                        .unwrap_or(1)
-                        .clamp(1, 10);
+                        .map_or(1, |f| captures_taken(f, duration_ms));
                     (0..captures)
                         .map(|n| format!("{destination}{base}{modifier}.{n:07}.jpg"))
                         .collect()
@@ -499,6 +525,43 @@ mod tests {
         assert_eq!(r.mp4_heights, [720]);
         assert_eq!((r.width, r.height), (Some(1280), Some(720)));
         assert_eq!(r.duration_seconds, Some(10.04));
+    }
+
+    /// A clip of 2 s or less has one capture at one frame every 2 s: the poster is the one
+    /// MediaConvert wrote, not a second that does not exist.
+    #[test]
+    fn the_poster_of_a_short_clip_is_its_only_capture() {
+        let poster = |ms: i64| {
+            let mut job = finished_job();
+            for g in job.output_group_details.iter_mut().flatten() {
+                for d in g.output_details.iter_mut().flatten() {
+                    d.duration_in_ms = Some(ms as i32);
+                }
+            }
+            let detail = detail_of(&job);
+            let owner = event::owner(&detail).unwrap();
+            let JobChange::Complete(r) = event::change(&detail, &owner).unwrap() else {
+                panic!("{detail:?}")
+            };
+            r.thumbnail_path.unwrap()
+        };
+        let at =
+            |n: u32| format!("/org-a/exercises/ex-1/video/u1/poster/original_poster.{n:07}.jpg");
+        assert_eq!(poster(1_500), at(0));
+        assert_eq!(poster(2_000), at(0));
+        assert_eq!(poster(2_001), at(1));
+        assert_eq!(poster(600_000), at(1), "at most the two captures asked for");
+        let mut job = finished_job();
+        job.output_group_details = None;
+        let detail = detail_of(&job);
+        let raw: Vec<&String> = detail
+            .output_group_details
+            .iter()
+            .flat_map(|g| &g.output_details)
+            .flat_map(|o| &o.output_file_paths)
+            .filter(|p| p.ends_with(".jpg"))
+            .collect();
+        assert_eq!(raw.len(), 1, "no duration: the first capture only: {raw:?}");
     }
 
     #[test]

@@ -235,6 +235,7 @@ fn rendition(detail: &JobStateDetail, owner: &JobOwner) -> Result<Rendition, Eve
         width: top.and_then(|(_, v)| v.width_in_px),
         height: top.and_then(|(_, v)| v.height_in_px),
         bunny_guid: None,
+        provisional: false,
     })
 }
 
