@@ -1,5 +1,10 @@
 """Runs moto server on 127.0.0.1:PORT until standard input closes.
 
+    moto_launcher.py PORT [THROTTLE]
+
+THROTTLE (0 to 1, default 0): the share of DynamoDB item reads and writes answered with
+ProvisionedThroughputExceededException, as a throttled table does (the load test's fault).
+
 The Rust side keeps the pipe to our stdin open for as long as it needs moto; when that process
 ends (normally, by panic or by kill), the pipe closes and moto stops with it, so no test or
 devstack run leaves a moto server behind.
@@ -47,12 +52,32 @@ def s3_result_roots() -> None:
 DYNAMODB_LOCK = threading.RLock()
 
 
-def dynamodb_atomic() -> None:
+# What a throttled table refuses: item reads and writes, not the control plane (creating the
+# table, streams) that the local cloud needs to start.
+THROTTLED_ACTIONS = {
+    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
+    "BatchWriteItem", "TransactGetItems", "TransactWriteItems",
+}
+
+
+def dynamodb_atomic(throttle: float = 0.0) -> None:
+    import json
+    import random
+
     from moto.dynamodb.responses import DynamoHandler
 
     original = DynamoHandler.call_action
 
     def call_action(self):
+        if throttle > 0 and random.random() < throttle:
+            target = self.headers.get("X-Amz-Target", "")
+            if target.rsplit(".", 1)[-1] in THROTTLED_ACTIONS:
+                # DynamoDB's own answer: 400, retryable by every SDK's standard retry mode.
+                body = {
+                    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                    "message": "The level of configured provisioned throughput for the table was exceeded.",
+                }
+                return 400, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(body)
         with DYNAMODB_LOCK:
             return original(self)
 
@@ -61,8 +86,9 @@ def dynamodb_atomic() -> None:
 
 def main() -> None:
     s3_result_roots()
-    dynamodb_atomic()
     port = int(sys.argv[1])
+    throttle = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    dynamodb_atomic(throttle)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     print("ready", flush=True)

@@ -24,6 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
+use crate::faults::{chance, spawn_copies, ProviderFaults};
 use crate::http_util::{
     allow_origin, header, json as json_response, local_origin, read_body, Resp,
 };
@@ -49,15 +50,10 @@ pub struct BunnyConfig {
     pub work_dir: PathBuf,
     /// Probability of losing each webhook (`--drop-provider-events`).
     pub drop_webhooks: f64,
-}
-
-/// True with probability `p` (for dropping provider events on purpose).
-pub fn lose(p: f64) -> bool {
-    if p <= 0.0 {
-        return false;
-    }
-    let r = (uuid::Uuid::now_v7().as_u128() & 0xffff_ffff) as f64 / 4_294_967_296.0;
-    r < p
+    /// Each webhook is sent this many more times, out of order (`--duplicate-provider-events`).
+    pub duplicate_webhooks: u32,
+    /// The library API's 503s and hangs (`--provider-errors`, `--provider-hang`).
+    pub faults: ProviderFaults,
 }
 
 struct TusUpload {
@@ -150,6 +146,18 @@ impl BunnyStandIn {
                 StatusCode::UNAUTHORIZED,
                 false,
                 "Authorization has been denied for this request.",
+            );
+        }
+        if self.config.faults.before_call().await {
+            (self.say)(format!(
+                "bunny: {} {} answered 503 (--provider-errors)",
+                req.method(),
+                req.uri().path()
+            ));
+            return result(
+                StatusCode::SERVICE_UNAVAILABLE,
+                false,
+                "Service temporarily unavailable",
             );
         }
         let prefix = format!("/library/{}/videos", self.config.library_id);
@@ -392,9 +400,20 @@ impl BunnyStandIn {
         }
     }
 
-    /// Sends webhook `status` for `guid`, signed; retried a few times like Bunny's sender.
+    /// Sends webhook `status` for `guid` (and its duplicates, when told to send some).
     async fn webhook(&self, guid: &str, status: i64) {
-        if lose(self.config.drop_webhooks) {
+        let me = self.clone();
+        let owned = guid.to_owned();
+        spawn_copies(self.config.duplicate_webhooks, move || {
+            let (me, guid) = (me.clone(), owned.clone());
+            async move { me.send_webhook(&guid, status).await }
+        });
+        self.send_webhook(guid, status).await;
+    }
+
+    /// Sends webhook `status` for `guid`, signed; retried a few times like Bunny's sender.
+    async fn send_webhook(&self, guid: &str, status: i64) {
+        if chance(self.config.drop_webhooks) {
             (self.say)(format!(
                 "bunny: webhook {status} for {guid} dropped (--drop-provider-events)"
             ));

@@ -8,6 +8,7 @@ pub mod cfn_eval;
 pub mod deploy_check;
 pub mod dev_jwt;
 pub mod event_relay;
+pub mod faults;
 pub mod functions;
 pub mod gateway;
 pub mod http_util;

@@ -5,7 +5,12 @@
 //! subscriber of the video.* events, signed with `--webhook-secret` (default: the dev secret in
 //! `local.rs`); `--reconcile-every SECONDS` sets the reconciler's pace (30);
 //! `--drop-provider-events P` makes the Bunny and MediaConvert stand-ins lose each webhook /
-//! event with probability P (1 = all); `--upload-ttl SECONDS` shortens upload authorizations. `devstack token --org ORG --role ROLE
+//! event, and S3 each video original's Object Created event, with probability P (1 = all);
+//! `--duplicate-provider-events N` delivers each of those N more times, out of order;
+//! `--provider-errors P` / `--provider-hang P` make each Bunny library API and MediaConvert call
+//! answer 503 / wait 3 s first; `--table-throttle P` makes moto refuse that share of item reads
+//! and writes as a throttled table would (see `devstack::faults`); `--upload-ttl SECONDS` shortens upload authorizations;
+//! `--multipart-threshold BYTES` makes AWS-path video intakes of that size multipart by default. `devstack token --org ORG --role ROLE
 //! [--sub ID]` prints a development JWT the local gateway accepts.
 //!
 //! `devstack invoke FUNCTION --event FILE [--seed FILE] [--release]` starts moto, creates the
@@ -36,7 +41,9 @@ use std::collections::HashMap;
 const USAGE: &str = "usage:
   devstack up [--port PORT] [--provider bunny_stream|aws_mediaconvert] [--release] [--quiet]
               [--webhook-url URL]... [--webhook-secret whsec_...] [--reconcile-every SECONDS]
-              [--drop-provider-events P] [--upload-ttl SECONDS]
+              [--drop-provider-events P] [--duplicate-provider-events N] [--provider-errors P]
+              [--provider-hang P] [--table-throttle P] [--upload-ttl SECONDS]
+              [--multipart-threshold BYTES]
   devstack token --role ROLE [--org ORG] [--sub ID]
   devstack invoke FUNCTION --event FILE [--seed FILE] [--release]
   devstack deploy-check [--build-dir DIR] [--runner \"PROGRAM ARGS\"] [--parameter NAME=VALUE]...
@@ -286,14 +293,32 @@ fn stack_options(f: &HashMap<String, String>) -> Result<StackOptions, String> {
     if let Some(s) = number("reconcile-every")? {
         options.reconcile_every = Duration::from_secs_f64(s.max(1.0));
     }
-    if let Some(p) = number("drop-provider-events")? {
-        if p > 1.0 {
-            return Err("--drop-provider-events is a probability between 0 and 1".into());
+    let probability = |name: &str| -> Result<Option<f64>, String> {
+        match number(name)? {
+            Some(p) if p > 1.0 => Err(format!("--{name} is a probability between 0 and 1")),
+            p => Ok(p),
         }
+    };
+    if let Some(p) = probability("drop-provider-events")? {
         options.drop_provider_events = p;
+    }
+    if let Some(n) = number("duplicate-provider-events")? {
+        options.duplicate_provider_events = n as u32;
+    }
+    if let Some(p) = probability("provider-errors")? {
+        options.provider_faults.errors = p;
+    }
+    if let Some(p) = probability("provider-hang")? {
+        options.provider_faults.hang = p;
+    }
+    if let Some(p) = probability("table-throttle")? {
+        options.table_throttle = p;
     }
     if let Some(t) = number("upload-ttl")? {
         options.upload_ttl = Some((t as u64).max(10));
+    }
+    if let Some(b) = number("multipart-threshold")? {
+        options.multipart_threshold = Some(b as u64);
     }
     options.release = f.contains_key("release");
     options.echo = !f.contains_key("quiet");
@@ -310,7 +335,12 @@ fn up(args: impl Iterator<Item = String>) -> Result<(), String> {
             "webhook-secret",
             "reconcile-every",
             "drop-provider-events",
+            "duplicate-provider-events",
+            "provider-errors",
+            "provider-hang",
+            "table-throttle",
             "upload-ttl",
+            "multipart-threshold",
         ],
     )?;
     let options = stack_options(&f)?;

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::Request;
 use serde_json::{json, Value};
 
+use crate::faults::ProviderFaults;
 use crate::http_util::{json as json_response, read_body, Resp};
 use crate::object_store::ObjectStore;
 use crate::transcoder::{self, Captures, FileOutput, Probe, Variant};
@@ -46,6 +47,7 @@ pub struct MediaConvertStandIn {
     work_dir: PathBuf,
     events: EventSink,
     say: Say,
+    faults: ProviderFaults,
 }
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Resp {
@@ -172,12 +174,28 @@ impl MediaConvertStandIn {
             work_dir,
             events,
             say,
+            faults: ProviderFaults::default(),
         }
+    }
+
+    /// The same stand-in answering with these faults (`--provider-errors`, `--provider-hang`).
+    pub fn with_faults(self, faults: ProviderFaults) -> Self {
+        MediaConvertStandIn { faults, ..self }
     }
 
     pub async fn handle(self, req: Request<Incoming>) -> Resp {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        if self.faults.before_call().await {
+            (self.say)(format!(
+                "mediaconvert: {method} {path} answered 503 (--provider-errors)"
+            ));
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                "Service unavailable",
+            );
+        }
         if method == Method::POST && path == JOBS {
             let Some(body) = read_body(req.into_body(), 1 << 20).await else {
                 return error(

@@ -54,6 +54,12 @@ impl Moto {
     }
 
     pub fn start_with(python: &Path) -> io::Result<Moto> {
+        Self::start_throttled(python, 0.0)
+    }
+
+    /// Starts moto answering this share (0 to 1) of DynamoDB item reads and writes with
+    /// `ProvisionedThroughputExceededException`, as a throttled table would.
+    pub fn start_throttled(python: &Path, throttle: f64) -> io::Result<Moto> {
         if !python.exists() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -66,7 +72,7 @@ impl Moto {
         let mut last_err = None;
         // A free port can be taken between probing and binding: try a few.
         for _ in 0..3 {
-            match Self::spawn(python, free_port()?) {
+            match Self::spawn(python, free_port()?, throttle) {
                 Ok(m) => return Ok(m),
                 Err(e) => last_err = Some(e),
             }
@@ -74,12 +80,13 @@ impl Moto {
         Err(last_err.unwrap_or_else(|| io::Error::other("moto did not start")))
     }
 
-    fn spawn(python: &Path, port: u16) -> io::Result<Moto> {
+    fn spawn(python: &Path, port: u16, throttle: f64) -> io::Result<Moto> {
         let mut child = Command::new(python)
             .process_group(0)
             .arg("-c")
             .arg(LAUNCHER)
             .arg(port.to_string())
+            .arg(throttle.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -105,12 +105,25 @@ fn matching(event: &Value, patterns: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Polls until the task is dropped.
+/// Whether every record of `event` is a video original's (the events the reconciler recovers).
+fn originals_only(event: &Value) -> bool {
+    let records = event["Records"].as_array().cloned().unwrap_or_default();
+    !records.is_empty()
+        && records
+            .iter()
+            .all(|r| exvid_shared::domain::media_keys::parse_original_key(&key(r)).is_some())
+}
+
+/// Polls until the task is dropped. With `drop` > 0 a video original's Object Created event is
+/// lost with that probability (`--drop-provider-events`); images' events always arrive. With
+/// `copies` > 0 every delivered event is delivered that many more times, each copy up to 2 s
+/// later (`--duplicate-provider-events`).
 pub async fn deliver(
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     patterns: Vec<String>,
     target: Arc<Function>,
+    (drop, copies): (f64, u32),
     say: Say,
 ) {
     loop {
@@ -143,12 +156,28 @@ pub async fn deliver(
             // does not match (outputs, instruction images) are not delivered.
             let done = if lines.is_empty() {
                 true
+            } else if originals_only(&event) && crate::faults::chance(drop) {
+                for line in lines {
+                    say(format!("{line} dropped (--drop-provider-events)"));
+                }
+                true
             } else {
                 for line in lines {
                     say(line);
                 }
-                let f = target.clone();
                 let bytes = body.into_bytes();
+                crate::faults::spawn_copies(copies, || {
+                    let (f, bytes, say) = (target.clone(), bytes.clone(), say.clone());
+                    async move {
+                        let outcome = tokio::task::spawn_blocking(move || f.invoke(&bytes)).await;
+                        if !matches!(outcome, Ok(Invocation::Response(_))) {
+                            say(format!(
+                                "s3 events: a duplicate's delivery failed ({outcome:?})"
+                            ));
+                        }
+                    }
+                });
+                let f = target.clone();
                 let outcome = tokio::task::spawn_blocking(move || f.invoke(&bytes)).await;
                 match outcome {
                     Ok(Invocation::Response(_)) => true,

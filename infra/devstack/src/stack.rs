@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::bunny::{BunnyConfig, BunnyStandIn};
 use crate::cdn::Cdn;
 use crate::event_relay::EventRelay;
+use crate::faults::{spawn_copies, ProviderFaults};
 use crate::functions::{Function, FunctionSpec, Functions, Invocation, LogSink};
 use crate::gateway::{ApiRoute, Gateway, RELAY_IN};
 use crate::http_util::{bind, serve};
@@ -52,10 +53,23 @@ pub struct StackOptions {
     pub webhook_secret: String,
     /// How often the reconciler runs.
     pub reconcile_every: Duration,
-    /// Probability that the Bunny and MediaConvert stand-ins lose each webhook / event.
+    /// Probability that the Bunny and MediaConvert stand-ins lose each webhook / event, and S3
+    /// each Object Created event of a video original.
     pub drop_provider_events: f64,
+    /// Each of those webhooks and events is delivered this many more times, each copy up to
+    /// 2 s later, so copies arrive after later events (`--duplicate-provider-events`).
+    pub duplicate_provider_events: u32,
+    /// The Bunny library API's and MediaConvert's 503s and hangs (`--provider-errors`,
+    /// `--provider-hang`).
+    pub provider_faults: ProviderFaults,
+    /// Share of DynamoDB item reads and writes moto refuses with a throttling error
+    /// (`--table-throttle`).
+    pub table_throttle: f64,
     /// Upload authorizations this short (seconds), to try expiry; `None`: the defaults.
     pub upload_ttl: Option<u64>,
+    /// Video intakes on the AWS path of at least this many bytes are multipart unless the
+    /// body says otherwise (`MULTIPART_THRESHOLD_BYTES`); `None`: the function's default.
+    pub multipart_threshold: Option<u64>,
 }
 
 impl Default for StackOptions {
@@ -69,7 +83,11 @@ impl Default for StackOptions {
             webhook_secret: local::WEBHOOK_SECRET.into(),
             reconcile_every: Duration::from_secs(30),
             drop_provider_events: 0.0,
+            duplicate_provider_events: 0,
+            provider_faults: ProviderFaults::default(),
+            table_throttle: 0.0,
             upload_ttl: None,
+            multipart_threshold: None,
         }
     }
 }
@@ -270,6 +288,7 @@ fn function_specs(
     subscribers.push(format!("{}{RELAY_IN}", urls.gateway));
     let subscribers = subscribers.join(",");
     let ttl = options.upload_ttl.map(|t| t.to_string());
+    let threshold = options.multipart_threshold.map(|t| t.to_string());
     for (k, v) in [
         ("DELIVERY_QUEUE_URL", Some(deliveries)),
         ("WEBHOOK_URLS", Some(subscribers.as_str())),
@@ -280,6 +299,7 @@ fn function_specs(
         ("MULTIPART_UPLOAD_TTL_SECONDS", ttl.as_deref()),
         // S3's smallest parts, so a local file of a few MiB already goes in several parts.
         ("MULTIPART_PART_BYTES", Some("5242880")),
+        ("MULTIPART_THRESHOLD_BYTES", threshold.as_deref()),
     ] {
         if let Some(v) = v {
             set_env(&mut env, k, v);
@@ -364,32 +384,40 @@ fn fresh_work_dir(urls: &Urls) -> Result<PathBuf, String> {
 }
 
 /// EventBridge → transcode-complete: asynchronous invocation, so two retries a second apart.
-/// With `drop` > 0 an event is lost with that probability (`--drop-provider-events`).
-fn eventbridge(complete: Arc<Function>, drop: f64, say: Say) -> EventSink {
+/// With `drop` > 0 an event is lost with that probability (`--drop-provider-events`); with
+/// `copies` > 0 each is delivered that many more times, later (`--duplicate-provider-events`).
+fn eventbridge(complete: Arc<Function>, drop: f64, copies: u32, say: Say) -> EventSink {
     Arc::new(move |event: Value| {
-        let (f, say) = (complete.clone(), say.clone());
-        Box::pin(async move {
-            if crate::bunny::lose(drop) {
-                say(format!(
-                    "eventbridge: {} event dropped (--drop-provider-events)",
-                    event["detail"]["status"].as_str().unwrap_or("?")
-                ));
-                return;
-            }
-            for attempt in 0..3 {
-                let bytes = event.to_string().into_bytes();
-                let f = f.clone();
-                match tokio::task::spawn_blocking(move || f.invoke(&bytes)).await {
-                    Ok(Invocation::Response(_)) => return,
-                    other => say(format!(
-                        "eventbridge: transcode-complete failed ({other:?}), attempt {}",
-                        attempt + 1
-                    )),
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
+        let deliver = {
+            let (complete, say, event) = (complete.clone(), say.clone(), event.clone());
+            move || deliver_event(complete.clone(), drop, say.clone(), event.clone())
+        };
+        spawn_copies(copies, deliver.clone());
+        Box::pin(deliver())
     })
+}
+
+/// One EventBridge delivery of `event` to transcode-complete.
+async fn deliver_event(f: Arc<Function>, drop: f64, say: Say, event: Value) {
+    if crate::faults::chance(drop) {
+        say(format!(
+            "eventbridge: {} event dropped (--drop-provider-events)",
+            event["detail"]["status"].as_str().unwrap_or("?")
+        ));
+        return;
+    }
+    for attempt in 0..3 {
+        let bytes = event.to_string().into_bytes();
+        let f = f.clone();
+        match tokio::task::spawn_blocking(move || f.invoke(&bytes)).await {
+            Ok(Invocation::Response(_)) => return,
+            other => say(format!(
+                "eventbridge: transcode-complete failed ({other:?}), attempt {}",
+                attempt + 1
+            )),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The two CDNs: Bunny's over its storage bucket, CloudFront's over the media bucket (which
@@ -434,7 +462,7 @@ fn cdns(
 /// The Bunny Stream stand-in, signing its webhooks with the local key to the gateway.
 fn bunny_stand_in(
     urls: &Urls,
-    drop: f64,
+    options: &StackOptions,
     work_dir: &Path,
     objects: &ObjectStore,
     say: &Say,
@@ -450,7 +478,9 @@ fn bunny_stand_in(
             webhook_url: format!("{}/webhooks/video-ready", urls.gateway),
             bucket: BUNNY_BUCKET.into(),
             work_dir: work_dir.join("bunny"),
-            drop_webhooks: drop,
+            drop_webhooks: options.drop_provider_events,
+            duplicate_webhooks: options.duplicate_provider_events,
+            faults: options.provider_faults,
         },
         objects.clone(),
         say.clone(),
@@ -594,14 +624,22 @@ impl Wiring<'_> {
             eventbridge(
                 function(self.functions, "transcode-complete")?,
                 drop,
+                self.options.duplicate_provider_events,
                 self.say.clone(),
             ),
             self.say.clone(),
-        );
+        )
+        .with_faults(self.options.provider_faults);
         tasks.push(serve(listeners.mediaconvert, move |req| {
             mediaconvert.clone().handle(req)
         }));
-        let bunny = bunny_stand_in(self.urls, drop, self.work_dir, &resources.objects, self.say)?;
+        let bunny = bunny_stand_in(
+            self.urls,
+            self.options,
+            self.work_dir,
+            &resources.objects,
+            self.say,
+        )?;
         let b = bunny.clone();
         tasks.push(serve(listeners.bunny_api, move |req| b.clone().handle(req)));
         tasks.extend(cdns(
@@ -629,6 +667,7 @@ impl Wiring<'_> {
                 .s3_event_key_patterns("transcode-start")
                 .map_err(|e| e.to_string())?,
             function(self.functions, "transcode-start")?,
+            (drop, self.options.duplicate_provider_events),
             self.say.clone(),
         )));
         let notify = function(self.functions, "notify")?;
@@ -660,10 +699,13 @@ impl Stack {
         preflight(&options)?;
         let template = Template::load_repo().map_err(|e| e.to_string())?;
         let listeners = Listeners::bind(options.port).await?;
-        let moto = tokio::task::spawn_blocking(Moto::start)
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("moto: {e}"))?;
+        let throttle = options.table_throttle;
+        let moto = tokio::task::spawn_blocking(move || {
+            Moto::start_throttled(&crate::moto::venv_python(), throttle)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("moto: {e}"))?;
         let urls = listeners.urls(moto.endpoint());
         let log = StackLog {
             lines: Arc::default(),
