@@ -10,11 +10,12 @@ export EXVID_VENV := $(abspath $(VENV))
 # When this make started: set-up steps report the time they took from here.
 SETUP_T0 := $(shell date +%s)
 
-.PHONY: help dev dev-lossy test tools system-tools qemu chromium venv venv-run venv-deploy npm setup-done fmt-check clippy build unit edge browser template contract sam-build deploy-check bench invoke clean
+.PHONY: help dev dev-lossy test fuzz fuzz-smoke load tools system-tools qemu chromium venv venv-run venv-deploy npm setup-done fmt-check clippy build unit edge browser template contract sam-build deploy-check bench invoke clean
 
 help:
 	@echo "make dev    - run the local cloud: moto, every function, gateway, CDNs, Bunny + MediaConvert stand-ins, demo page"
 	@echo "make test   - fmt, clippy, unit + integration + end-to-end tests (moto, ffmpeg), browser test (chromium), template checks"
+	@echo "make fuzz   - every fuzz target (fuzz/) for FUZZ_SECONDS (300) each"
 	@echo "make bench  - release builds: binary size, init time vs a bare runtime, peak RSS"
 	@echo "make deploy-check - sam build, then every arm64 bootstrap run under qemu against moto"
 
@@ -98,7 +99,8 @@ PORT ?= 8700
 dev: tools venv-run system-tools npm build setup-done
 	target/debug/devstack up --port $(PORT)
 
-# The local cloud losing every provider event: the reconciler finishes uploads, links expire in 60 s.
+# The local cloud losing every provider event and every S3 event of an original: the reconciler
+# finishes uploads, links expire in 60 s.
 dev-lossy: tools venv-run system-tools npm build setup-done
 	target/debug/devstack up --port $(PORT) --drop-provider-events 1 --reconcile-every 5 --upload-ttl 60
 
@@ -111,9 +113,11 @@ invoke: tools venv-run
 
 fmt-check: tools
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 clippy: tools
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	CARGO_TARGET_DIR=target/fuzz $(CARGO) clippy --manifest-path fuzz/Cargo.toml --locked --all-targets -- -D warnings
 
 # Every bootstrap binary: the local cloud runs the real ones.
 build: tools
@@ -136,6 +140,27 @@ browser: tools venv system-tools chromium npm build
 	@rm -rf target/browser-failures
 	cd $(DEMO) && node --test browser.test.mjs 2>&1 | tee ../../../target/browser-output.log
 	@awk '/^# pass/ {p=$$3} /^# fail/ {f=$$3} END {printf "%d %d\n", p, f}' target/browser-output.log > target/browser-counts
+
+# Load and faults on the local cloud (autocannon; duplicated and reordered events, provider
+# 503s and hangs, a throttled table): every upload ends, nothing regresses, no undocumented 5xx.
+# Bounded (about 2.5 min), loopback only; it prints its figures.
+load: tools venv system-tools npm build
+	@mkdir -p target
+	cd $(DEMO) && node --test load.test.mjs 2>&1 | tee ../../../target/load-output.log
+	@awk '/^# pass/ {p=$$3} /^# fail/ {f=$$3} END {printf "%d %d\n", p, f}' target/load-output.log > target/load-counts
+
+# Coverage-guided fuzzing (libFuzzer on stable, fuzz/): every target for FUZZ_SECONDS each;
+# `make test` runs each for FUZZ_SMOKE_SECONDS. A crash fails it and prints the input's path.
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 15
+fuzz: tools
+	infra/fuzz.sh $(FUZZ_SECONDS)
+
+# A fixed seed: each run of the bounded stage walks the same inputs (only how far it gets in
+# the time varies with the machine), so it does not fail one run in many on a new find.
+FUZZ_SMOKE_SEED ?= 20261204
+fuzz-smoke: tools
+	@mkdir -p target; FUZZ_SEED=$(FUZZ_SMOKE_SEED) infra/fuzz.sh $(FUZZ_SMOKE_SECONDS) | tee target/fuzz-output.log
 
 template: venv
 	$(PY) infra/check_template.py
@@ -170,14 +195,16 @@ deploy-check: sam-build qemu build
 	  $(foreach p,$(DEPLOY_CHECK_PARAMETERS),--parameter $(p)) | tee target/deploy-check.log; \
 	  echo "deploy-check: sam build $$(cat target/sam-build-seconds) s, runs $$(( $$(date +%s) - t0 )) s" | tee -a target/deploy-check.log
 
-test: fmt-check clippy unit edge browser template contract deploy-check
+test: fmt-check clippy unit fuzz-smoke edge browser load template contract deploy-check
 	@read -r passed failed ignored < target/test-counts; read -r epassed efailed < target/edge-counts; \
 	  read -r bpassed bfailed < target/browser-counts; read -r fuzzed ffailed < target/schemathesis-counts; \
+	  read -r lpassed lfailed < target/load-counts; \
 	  cat target/e2e-timing.txt 2>/dev/null || true; \
-	  tail -n 1 target/deploy-check.log; \
+	  tail -n 1 target/deploy-check.log; tail -n 1 target/fuzz-output.log; \
+	  grep -E '^# load: (intake storm|playback storm|webhook storm|lost)' target/load-output.log | sed 's/^# //' || true; \
 	  echo "make test: fmt, clippy, template checks ok; schemathesis: $$fuzzed generated requests, $$ffailed failed runs"; \
-	  echo "make test: cargo ($$passed), node ($$epassed) and browser ($$bpassed) tests below"; \
-	  echo "tests: $$((passed + epassed + bpassed)) passed, $$((failed + efailed + bfailed)) failed, $$ignored skipped"
+	  echo "make test: cargo ($$passed), node ($$epassed), browser ($$bpassed) and load ($$lpassed) tests below"; \
+	  echo "tests: $$((passed + epassed + bpassed + lpassed)) passed, $$((failed + efailed + bfailed + lfailed)) failed, $$ignored skipped"
 
 # --- measure ----------------------------------------------------------------------------------
 
