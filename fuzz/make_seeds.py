@@ -128,8 +128,27 @@ def main():
          "ec": ["MEDIA_ERR_NETWORK"], "sta": "r", "ts": 1795287301000, "msd": 640}]))
     write("cmcd", "lines-v1", 'br=3200,bl=21300,cid="ex-1",mtp=25400,sid="6e2b4f9a-1c3d-4e5f-8a9b-0c1d2e3f4a5b",bs,su\n')
 
+    captions()
+
     total = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
     print(f"fuzz seeds: {sum(1 for _ in OUT.rglob('*') if _.is_file())} files, {total} bytes in {OUT.relative_to(ROOT)}")
+
+
+def captions():
+    """Caption files as admins send them (the first byte picks the target's case: bit 0 SRT,
+    bit 1 a known 10 s video, bit 7 a master playlist), and a master as the stand-ins write it."""
+    vtt = ("WEBVTT - exercise\n\nNOTE written by the physio\n\n1\n00:00:01.000 --> 00:00:04.000 align:start line:90%\n"
+           "Keep the <i>knee</i> over the <c.yellow>toes</c>\n\n00:05.000 --> 00:08.500\n"
+           "<v Coach>Hold</v> <00:06.000>for <lang de>zehn</lang> seconds &amp; breathe\n")
+    srt = ("1\r\n00:00:01,000 --> 00:00:04,000\r\n<font color=\"#ffff00\">Keep</font> the <b>knee</b> up\r\n\r\n"
+           "2\r\n00:00:05,000 --> 00:00:08,500\r\nHold for ten seconds\r\n")
+    write("captions", "webvtt", b"\x02" + vtt.encode())
+    write("captions", "webvtt-no-duration", b"\x00" + vtt.encode())
+    write("captions", "srt", b"\x03" + srt.encode())
+    master = ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"English\",LANGUAGE=\"en\",URI=\"captions/en.m3u8\"\n"
+              "#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,SUBTITLES=\"subs\"\n360p/video.m3u8\n"
+              "#EXT-X-STREAM-INF:BANDWIDTH=2500000,RESOLUTION=1280x720\n720p/video.m3u8\n")
+    write("captions", "master", b"\x80" + master.encode())
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@
 //! - `intake_body`, `multipart_body`: what is accepted is within the limits, `9196.0` means the
 //!   same as `9196`, a completion accepted covers exactly the declared bytes.
 //! - `cmcd`: parse → serialize (JSON) → parse is the identity on what was understood.
+//! - `captions`: a caption file accepted is stored as WebVTT that is accepted again with the
+//!   same cues, inside the video, with WebVTT's own tags only; a master playlist rewritten with
+//!   subtitle renditions reads back as a master whose every variant names the group.
 
 use std::collections::HashMap;
 
@@ -418,4 +421,58 @@ pub fn cmcd(data: &[u8]) {
             assert_eq!(&back, record);
         }
     }
+}
+
+/// The first byte picks the case: bit 0 SRT or WebVTT, bit 1 whether the video's duration
+/// (10 s) is known, bit 7 a master playlist to rewrite instead of a caption file.
+pub fn captions(data: &[u8]) {
+    use exvid_shared::domain::captions::{
+        self, CaptionFormat, CaptionLanguage, SubtitleRendition, SUBTITLE_GROUP,
+    };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode & 0x80 != 0 {
+        let track = SubtitleRendition {
+            language: CaptionLanguage::parse("de").unwrap(),
+            label: "Deutsch".into(),
+            default: true,
+            uri: "captions/de.m3u8".into(),
+        };
+        if let Ok(out) = captions::master_with_subtitles(rest, std::slice::from_ref(&track)) {
+            let Ok(m3u8_rs::Playlist::MasterPlaylist(p)) = m3u8_rs::parse_playlist_res(&out) else {
+                panic!("a rewritten master does not read back as a master");
+            };
+            assert!(p
+                .variants
+                .iter()
+                .filter(|v| !v.is_i_frame)
+                .all(|v| v.subtitles.as_deref() == Some(SUBTITLE_GROUP)));
+            assert_eq!(
+                p.alternatives
+                    .iter()
+                    .filter(|a| a.media_type == m3u8_rs::AlternativeMediaType::Subtitles)
+                    .count(),
+                1
+            );
+        }
+        return;
+    }
+    let format = if mode & 1 == 0 {
+        CaptionFormat::WebVtt
+    } else {
+        CaptionFormat::Srt
+    };
+    let duration = (mode & 2 != 0).then_some(10_000);
+    let Ok(checked) = captions::check(rest, format, duration) else {
+        return;
+    };
+    assert!(checked.cues > 0 && checked.cues <= captions::MAX_CUES);
+    if let Some(d) = duration {
+        assert!(checked.last_end_ms <= d, "a cue ends after the video");
+    }
+    // What is stored is accepted again as the same cues (the stored form is the fixed point).
+    let again = captions::check(checked.webvtt.as_bytes(), CaptionFormat::WebVtt, duration)
+        .unwrap_or_else(|e| panic!("the stored WebVTT is refused: {e}\n{}", checked.webvtt));
+    assert_eq!(again, checked, "the stored WebVTT reads differently");
 }

@@ -1,6 +1,8 @@
 //! The pure domain: what exvid decides, with no AWS, HTTP or provider client in it.
 
 pub mod auth;
+#[cfg(feature = "captions")]
+pub mod captions;
 pub mod clock;
 pub mod cmcd;
 pub mod ids;
