@@ -45,6 +45,7 @@ fn rendition(upload: &str) -> Rendition {
         height: Some(720),
         bunny_guid: None,
         provisional: false,
+        captions: Vec::new(),
     }
 }
 

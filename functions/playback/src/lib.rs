@@ -562,6 +562,7 @@ mod tests {
             height: Some(1280),
             bunny_guid: Some(guid),
             provisional: false,
+            captions: Vec::new(),
         });
         v
     }

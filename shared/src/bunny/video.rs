@@ -190,6 +190,7 @@ impl VideoObject {
             height: self.height.filter(|h| *h > 0),
             bunny_guid: Some(guid.clone()),
             provisional: !finished,
+            captions: Vec::new(),
         }
     }
 }

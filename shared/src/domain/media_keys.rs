@@ -151,9 +151,29 @@ pub fn cdn_path(key: &str) -> String {
     format!("/{}", key.trim_start_matches('/'))
 }
 
+/// Keys of a caption track's files on the AWS path: the WebVTT and its one-segment playlist,
+/// inside the rendition's HLS directory, so the playlist's directory token covers them.
+pub fn caption_keys(
+    scope: &Scope,
+    exercise: &ExerciseId,
+    upload: &UploadId,
+    language: &str,
+) -> (String, String) {
+    let dir = format!("{}captions/", hls_prefix(scope, exercise, upload));
+    (
+        format!("{dir}{language}.vtt"),
+        format!("{dir}{language}.m3u8"),
+    )
+}
+
 /// Bunny pull-zone paths of one video.
 pub mod bunny {
     use super::BunnyGuid;
+
+    /// Where Bunny serves a caption track (its storage structure: `captions/{lang}.vtt`).
+    pub fn caption_path(guid: &BunnyGuid, language: &str) -> String {
+        format!("/{guid}/captions/{language}.vtt")
+    }
 
     pub fn hls_path(guid: &BunnyGuid) -> String {
         format!("/{guid}/playlist.m3u8")
@@ -206,6 +226,23 @@ mod tests {
             ExerciseId::parse("ex-42").unwrap(),
             UploadId::parse("0190f5a2-7c3b-7d4e").unwrap(),
         )
+    }
+
+    #[test]
+    fn caption_files_sit_in_the_hls_directory_the_token_covers() {
+        let scope = Scope::parse("org-berlin").unwrap();
+        let ex = ExerciseId::parse("ex-knee-01").unwrap();
+        let up = UploadId::parse("01937a4e-7c1a-7000-8000-000000000001").unwrap();
+        let (vtt, playlist) = caption_keys(&scope, &ex, &up, "pt-BR");
+        let master = hls_master_key(&scope, &ex, &up);
+        assert!(vtt.starts_with(directory_of(&master)), "{vtt}");
+        assert!(vtt.ends_with("/hls/captions/pt-BR.vtt"));
+        assert!(playlist.ends_with("/hls/captions/pt-BR.m3u8"));
+        let guid = BunnyGuid::parse("0e0b6f4c-8c6e-4e0b-9d0e-1b2c3d4e5f60").unwrap();
+        assert_eq!(
+            bunny::caption_path(&guid, "de"),
+            "/0e0b6f4c-8c6e-4e0b-9d0e-1b2c3d4e5f60/captions/de.vtt"
+        );
     }
 
     #[test]
@@ -320,6 +357,7 @@ mod tests {
             height: None,
             bunny_guid: Some(guid.clone()),
             provisional: false,
+            captions: Vec::new(),
         };
         assert_eq!(
             download_path(&r, &scope, &ex, 720),

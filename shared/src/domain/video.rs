@@ -87,6 +87,25 @@ pub struct Rendition {
     /// lost, the reconciler asks Bunny again until the video is finished.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub provisional: bool,
+    /// Caption tracks of this rendition, one per language, in the order they were added. Their
+    /// files belong to the rendition (`media_keys::caption_paths`): a replacement upload does
+    /// not inherit them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub captions: Vec<CaptionTrack>,
+}
+
+/// A caption track as the record keeps it; its WebVTT lives with the rendition's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptionTrack {
+    /// BCP 47 tag, normalized (`pt-BR`): letters, digits and `-` only.
+    pub language: String,
+    /// What the player's menu shows.
+    pub label: String,
+    /// The track players pick without being asked; at most one per rendition.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
+    pub cues: u32,
+    pub updated_at: Timestamp,
 }
 
 /// The latest upload that is not ready yet.
@@ -484,6 +503,11 @@ impl ExerciseVideo {
     ) -> Result<(), Ignored> {
         match &mut self.current {
             Some(c) if &c.upload_id == upload_id && c.provider == rendition.provider => {
+                // Captions are the admin's, not the provider's facts: they stay.
+                let rendition = Rendition {
+                    captions: c.captions.clone(),
+                    ..rendition
+                };
                 if *c == rendition {
                     return Err(Ignored::Unchanged);
                 }
@@ -494,6 +518,62 @@ impl ExerciseVideo {
             _ => Err(Ignored::StaleUpload {
                 event: upload_id.clone(),
                 pending: self.pending.as_ref().map(|p| p.upload_id.clone()),
+            }),
+        }
+    }
+
+    /// Adds the caption track of `track.language` to the rendition of `upload_id` that plays,
+    /// or replaces it. A track marked default takes that from any other. Only a playing
+    /// rendition carries captions: its duration is what the cues were checked against.
+    pub fn put_caption(
+        &mut self,
+        upload_id: &UploadId,
+        track: CaptionTrack,
+        now: Timestamp,
+    ) -> Result<(), Ignored> {
+        let current = self.playing_mut(upload_id)?;
+        if track.default {
+            for t in current.captions.iter_mut() {
+                t.default = false;
+            }
+        }
+        match current
+            .captions
+            .iter_mut()
+            .find(|t| t.language == track.language)
+        {
+            Some(t) => *t = track,
+            None => current.captions.push(track),
+        }
+        self.touch(now);
+        Ok(())
+    }
+
+    /// Removes the caption track of `language` from the rendition of `upload_id` that plays.
+    pub fn remove_caption(
+        &mut self,
+        upload_id: &UploadId,
+        language: &str,
+        now: Timestamp,
+    ) -> Result<CaptionTrack, Ignored> {
+        let current = self.playing_mut(upload_id)?;
+        let i = current
+            .captions
+            .iter()
+            .position(|t| t.language == language)
+            .ok_or(Ignored::Unchanged)?;
+        let removed = current.captions.remove(i);
+        self.touch(now);
+        Ok(removed)
+    }
+
+    fn playing_mut(&mut self, upload_id: &UploadId) -> Result<&mut Rendition, Ignored> {
+        let pending = self.pending.as_ref().map(|p| p.upload_id.clone());
+        match self.current.as_mut() {
+            Some(c) if &c.upload_id == upload_id => Ok(c),
+            _ => Err(Ignored::StaleUpload {
+                event: upload_id.clone(),
+                pending,
             }),
         }
     }
@@ -683,6 +763,7 @@ mod tests {
             height: Some(720),
             bunny_guid: None,
             provisional: false,
+            captions: Vec::new(),
         }
     }
     fn record() -> ExerciseVideo {
@@ -893,6 +974,7 @@ mod tests {
         Rendition {
             bunny_guid: Some(BunnyGuid::parse(guid).unwrap()),
             provisional: false,
+            captions: Vec::new(),
             ..rendition(upload)
         }
     }
@@ -941,6 +1023,65 @@ mod tests {
             .unwrap();
         assert_eq!(v.current, Some(finished));
         assert_eq!(v.version, before.version + 1);
+    }
+
+    fn track(lang: &str, default: bool) -> CaptionTrack {
+        CaptionTrack {
+            language: lang.into(),
+            label: lang.to_uppercase(),
+            default,
+            cues: 3,
+            updated_at: t(5),
+        }
+    }
+
+    #[test]
+    fn captions_belong_to_the_playing_rendition_and_outlive_its_final_facts() {
+        let mut v = started("u1");
+        // Nothing plays yet: no captions.
+        assert!(v.put_caption(&uid("u1"), track("en", false), t(1)).is_err());
+        v.complete(&uid("u1"), None, bunny("u1", "g1"), t(2))
+            .unwrap();
+        v.put_caption(&uid("u1"), track("en", true), t(3)).unwrap();
+        v.put_caption(&uid("u1"), track("de", true), t(4)).unwrap();
+        // Another upload's id (a replacement in flight, an old one) changes nothing.
+        let before = v.clone();
+        assert!(v.put_caption(&uid("u0"), track("fr", false), t(5)).is_err());
+        assert_eq!(v, before);
+        // One default; replacing a language keeps its place.
+        let c = &v.current.as_ref().unwrap().captions;
+        assert_eq!(
+            c.iter()
+                .map(|t| (t.language.as_str(), t.default))
+                .collect::<Vec<_>>(),
+            [("en", false), ("de", true)]
+        );
+        v.put_caption(&uid("u1"), track("en", false), t(6)).unwrap();
+        assert_eq!(v.current.as_ref().unwrap().captions[0].language, "en");
+        // Bunny's "finished" facts keep the admin's captions.
+        let mut finished = bunny("u1", "g1");
+        finished.mp4_heights = vec![360, 720];
+        v.refine_current(&uid("u1"), finished, t(7)).unwrap();
+        assert_eq!(v.current.as_ref().unwrap().captions.len(), 2);
+        assert_eq!(
+            v.remove_caption(&uid("u1"), "en", t(8)).unwrap().language,
+            "en"
+        );
+        assert_eq!(
+            v.remove_caption(&uid("u1"), "en", t(9)),
+            Err(Ignored::Unchanged)
+        );
+        // A replacement's rendition starts without them.
+        v.begin_upload(
+            &Scope::Global,
+            PendingUpload::awaiting(uid("u2"), Provider::BunnyStream, t(10)),
+            t(10),
+        )
+        .unwrap();
+        assert_eq!(v.current.as_ref().unwrap().captions.len(), 1);
+        v.complete(&uid("u2"), None, bunny("u2", "g2"), t(11))
+            .unwrap();
+        assert!(v.current.as_ref().unwrap().captions.is_empty());
     }
 
     #[test]

@@ -304,6 +304,7 @@ mod tests {
             height: Some(720),
             bunny_guid: None,
             provisional: false,
+            captions: Vec::new(),
         }
     }
     fn with_pending(upload: &str, status: UploadStatus, at: i64) -> ExerciseVideo {

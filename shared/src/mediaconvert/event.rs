@@ -236,6 +236,7 @@ fn rendition(detail: &JobStateDetail, owner: &JobOwner) -> Result<Rendition, Eve
         height: top.and_then(|(_, v)| v.height_in_px),
         bunny_guid: None,
         provisional: false,
+        captions: Vec::new(),
     })
 }
 
