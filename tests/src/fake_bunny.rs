@@ -1,5 +1,6 @@
 //! A fake Bunny Stream API speaking the documented wire format: `AccessKey` auth,
-//! `POST/GET/DELETE /library/{id}/videos[/{guid}]`, camelCase video objects, the generic
+//! `POST/GET/DELETE /library/{id}/videos[/{guid}]`, `POST/DELETE …/{guid}/captions/{srclang}`
+//! (the file base64 in `captionsFile`), camelCase video objects, the generic
 //! `{success, message, statusCode}` result, and webhooks signed like Bunny's (HMAC-SHA256 of the
 //! raw body under the read-only key, `X-BunnyStream-Signature*` headers).
 //!
@@ -37,6 +38,8 @@ struct State {
     calls: HashMap<String, usize>,
     created: usize,
     titles: Vec<String>,
+    /// (guid, srclang) -> (label, the caption file as Bunny decoded it).
+    captions: BTreeMap<(String, String), (String, String)>,
 }
 
 pub struct FakeBunny {
@@ -119,6 +122,16 @@ impl FakeBunny {
 
     pub fn video_count(&self) -> usize {
         self.state.lock().unwrap().videos.len()
+    }
+
+    /// The caption track Bunny holds for `guid` in `srclang`: its label and file.
+    pub fn caption(&self, guid: &str, srclang: &str) -> Option<(String, String)> {
+        self.state
+            .lock()
+            .unwrap()
+            .captions
+            .get(&(guid.to_owned(), srclang.to_owned()))
+            .cloned()
     }
 
     pub fn titles(&self) -> Vec<String> {
@@ -276,7 +289,11 @@ fn handle(state: &Mutex<State>, library_id: u64, key: &str, req: HttpRequest) ->
     let Some(rest) = path.strip_prefix(&prefix) else {
         return result(404, false, "not found");
     };
-    let guid = rest.trim_start_matches('/').to_owned();
+    let rest = rest.trim_start_matches('/');
+    if let Some((guid, srclang)) = rest.split_once("/captions/") {
+        return caption(&mut state.lock().unwrap(), guid, srclang, &req);
+    }
+    let guid = rest.to_owned();
     let mut s = state.lock().unwrap();
     let op = match req.method.as_str() {
         "POST" if guid.is_empty() => "create",
@@ -326,5 +343,60 @@ fn handle(state: &Mutex<State>, library_id: u64, key: &str, req: HttpRequest) ->
                 None => result(404, false, "Video not found"),
             }
         }
+    }
+}
+
+/// `POST|DELETE /library/{id}/videos/{guid}/captions/{srclang}` as Bunny documents them: the
+/// body `{srclang, label, captionsFile}` with the file base64-encoded; the video lists its
+/// tracks as `captions: [{srclang, label}]`.
+fn caption(s: &mut State, guid: &str, srclang: &str, req: &HttpRequest) -> HttpResponse {
+    use base64::Engine;
+    let op = match req.method.as_str() {
+        "POST" => "add caption",
+        "DELETE" => "delete caption",
+        _ => return result(405, false, "method not allowed"),
+    };
+    *s.calls.entry(op.into()).or_default() += 1;
+    *s.calls.entry(format!("{op} {guid}")).or_default() += 1;
+    if !s.videos.contains_key(guid) {
+        return result(404, false, "Video not found");
+    }
+    let key = (guid.to_owned(), srclang.to_owned());
+    if op == "delete caption" {
+        return match s.captions.remove(&key) {
+            Some(_) => {
+                list_captions(s, guid);
+                result(200, true, "OK")
+            }
+            None => result(404, false, "Caption not found"),
+        };
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+        return result(400, false, "invalid JSON");
+    };
+    let file = body["captionsFile"]
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let (Some(label), Some(file)) = (body["label"].as_str(), file) else {
+        return result(400, false, "label and a base64 captionsFile are required");
+    };
+    if body["srclang"].as_str() != Some(srclang) {
+        return result(400, false, "srclang does not match the path");
+    }
+    s.captions.insert(key, (label.to_owned(), file));
+    list_captions(s, guid);
+    result(200, true, "OK")
+}
+
+fn list_captions(s: &mut State, guid: &str) {
+    let tracks: Vec<Value> = s
+        .captions
+        .iter()
+        .filter(|((g, _), _)| g == guid)
+        .map(|((_, lang), (label, _))| json!({"srclang": lang, "label": label}))
+        .collect();
+    if let Some(v) = s.videos.get_mut(guid) {
+        v["captions"] = json!(tracks);
     }
 }

@@ -1,0 +1,125 @@
+//! Bunny's caption calls (`Video_AddCaption`, `Video_DeleteCaption`) from the real client
+//! against the fake Bunny server speaking the documented wire format: the file travels base64
+//! in JSON, the video lists its tracks, a replaced track is the newer one, a delete of a gone
+//! track succeeds, outages are retried, and a language that is not a tag never leaves.
+
+use std::time::Duration;
+
+use exvid_shared::bunny::client::{
+    BunnyApi, BunnyCaptions, BunnyClient, BunnyConfig, BunnyError, Deleted, RetryPolicy,
+};
+use exvid_shared::domain::ids::BunnyGuid;
+use exvid_tests::fake_bunny::{FakeBunny, Fault};
+use serde_json::json;
+
+const LIBRARY: u64 = 133;
+const API_KEY: &str = "bunny-library-api-key-0001";
+const VTT: &str = "WEBVTT\n\n00:01.000 --> 00:04.000\nKnie über den Zehen – halten\n";
+
+fn client(bunny: &FakeBunny) -> BunnyClient {
+    BunnyClient::new(BunnyConfig {
+        base_url: bunny.url(),
+        library_id: LIBRARY,
+        api_key: API_KEY.into(),
+        timeout: Duration::from_millis(400),
+        retry: RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(20),
+        },
+    })
+    .unwrap()
+}
+
+async fn video(client: &BunnyClient) -> BunnyGuid {
+    BunnyGuid::parse(&client.create_video("ex-knee-01").await.unwrap().guid).unwrap()
+}
+
+#[tokio::test]
+async fn a_track_is_added_replaced_listed_and_deleted() {
+    let bunny = FakeBunny::start(LIBRARY, API_KEY, "ro");
+    let client = client(&bunny);
+    let guid = video(&client).await;
+    let g = guid.to_string();
+
+    client
+        .add_caption(&guid, "de", "Deutsch", VTT)
+        .await
+        .unwrap();
+    assert_eq!(
+        bunny.caption(&g, "de"),
+        Some(("Deutsch".into(), VTT.into()))
+    );
+    // Replacing the language's track: Bunny keeps the newer file.
+    let newer = VTT.replace("halten", "zehn Sekunden halten");
+    client
+        .add_caption(&guid, "de", "Deutsch", &newer)
+        .await
+        .unwrap();
+    client
+        .add_caption(&guid, "en", "English", VTT)
+        .await
+        .unwrap();
+    assert_eq!(bunny.caption(&g, "de").unwrap().1, newer);
+    assert_eq!(
+        bunny.video(&g).unwrap()["captions"],
+        json!([{"srclang": "de", "label": "Deutsch"}, {"srclang": "en", "label": "English"}])
+    );
+
+    assert_eq!(
+        client.delete_caption(&guid, "de").await.unwrap(),
+        Deleted::Removed
+    );
+    assert_eq!(
+        client.delete_caption(&guid, "de").await.unwrap(),
+        Deleted::AlreadyGone
+    );
+    assert_eq!(bunny.caption(&g, "de"), None);
+    assert_eq!(
+        bunny.video(&g).unwrap()["captions"],
+        json!([{"srclang": "en", "label": "English"}])
+    );
+}
+
+#[tokio::test]
+async fn an_outage_is_retried_a_refusal_is_not_and_a_bad_tag_never_leaves() {
+    let bunny = FakeBunny::start(LIBRARY, API_KEY, "ro");
+    let client = client(&bunny);
+    let guid = video(&client).await;
+
+    // Adding a track twice is harmless, so a 5xx is retried even though it is a POST.
+    bunny.fail_next(&[Fault::Status(503), Fault::Status(500)]);
+    client
+        .add_caption(&guid, "en", "English", VTT)
+        .await
+        .unwrap();
+    assert_eq!(bunny.calls("add caption", None), 1);
+
+    bunny.fail_next(&[Fault::Refuse]);
+    assert!(matches!(
+        client.add_caption(&guid, "en", "English", VTT).await,
+        Err(BunnyError::Rejected { .. })
+    ));
+
+    bunny.reset_calls();
+    for bad in ["../x", "de/en", "", "de?x=1"] {
+        assert!(matches!(
+            client.add_caption(&guid, bad, "x", VTT).await,
+            Err(BunnyError::Malformed { .. })
+        ));
+        assert!(client.delete_caption(&guid, bad).await.is_err());
+    }
+    assert_eq!(bunny.calls("add caption", None), 0);
+    assert_eq!(bunny.calls("delete caption", None), 0);
+
+    // A video Bunny does not have: adding is a NotFound, deleting is already done.
+    let gone = BunnyGuid::parse("8a1c2d3e-0000-4000-8000-0000000000ff").unwrap();
+    assert!(matches!(
+        client.add_caption(&gone, "en", "English", VTT).await,
+        Err(BunnyError::NotFound)
+    ));
+    assert_eq!(
+        client.delete_caption(&gone, "en").await.unwrap(),
+        Deleted::AlreadyGone
+    );
+}
