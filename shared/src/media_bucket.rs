@@ -145,3 +145,44 @@ pub trait MultipartUploads: Send + Sync {
         s3_upload_id: &str,
     ) -> impl Future<Output = Result<(), BucketError>> + Send;
 }
+
+/// An object of a rendition's files as read: its bytes and the ETag a conditional rewrite
+/// names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub body: Vec<u8>,
+    pub etag: String,
+}
+
+/// Why a write of a rendition's file did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum FileWriteError {
+    /// A conditional write found the object changed (or gone) since it was read.
+    #[error("the object changed since it was read")]
+    Changed,
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+}
+
+/// Small files written next to a rendition's HLS output after the transcode (caption tracks,
+/// their playlists, the master playlist that lists them). The master is rewritten with a
+/// conditional write, so two rewrites never both land on the same version.
+pub trait RenditionFiles: Send + Sync {
+    fn get_object(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<StoredObject>, BucketError>> + Send;
+
+    /// Writes `body`; with `if_match`, only over the version of that ETag
+    /// ([`FileWriteError::Changed`] otherwise).
+    fn put_object(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        if_match: Option<&str>,
+    ) -> impl Future<Output = Result<(), FileWriteError>> + Send;
+
+    /// Deleting an object that is gone succeeds.
+    fn delete_object(&self, key: &str) -> impl Future<Output = Result<(), BucketError>> + Send;
+}

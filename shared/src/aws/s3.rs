@@ -13,8 +13,8 @@ use crate::domain::clock::Timestamp;
 use crate::domain::multipart::UploadedPart;
 use crate::lazy_client::LazyClient;
 use crate::media_bucket::{
-    BucketError, MediaBucket, MultipartError, MultipartUploads, ObjectHead, PresignedPut,
-    PutConditions, UPLOAD_ID_METADATA,
+    BucketError, FileWriteError, MediaBucket, MultipartError, MultipartUploads, ObjectHead,
+    PresignedPut, PutConditions, RenditionFiles, StoredObject, UPLOAD_ID_METADATA,
 };
 
 /// The media bucket on S3.
@@ -446,6 +446,73 @@ fn signed_header_names(url: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+impl RenditionFiles for S3Bucket {
+    async fn get_object(&self, key: &str) -> Result<Option<StoredObject>, BucketError> {
+        let out = match self
+            .client()
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_owned();
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| BucketError::Unavailable(e.to_string()))?
+            .to_vec();
+        Ok(Some(StoredObject { body, etag }))
+    }
+
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), FileWriteError> {
+        let mut put = self
+            .client()
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body.into());
+        if let Some(etag) = if_match {
+            put = put.if_match(etag);
+        }
+        match put.send().await {
+            Ok(_) => Ok(()),
+            // 412: changed since it was read; 404: gone (If-Match on a missing key).
+            Err(e)
+                if if_match.is_some()
+                    && e.raw_response()
+                        .is_some_and(|r| matches!(r.status().as_u16(), 412 | 404)) =>
+            {
+                Err(FileWriteError::Changed)
+            }
+            Err(e) => Err(FileWriteError::Bucket(unavailable(e))),
+        }
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<(), BucketError> {
+        self.client()
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
 }
 
 #[cfg(test)]
