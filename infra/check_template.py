@@ -37,6 +37,8 @@ LEAST_PRIVILEGE = {
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
         "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:DeleteObjectVersion",
         "s3:ListBucketVersions", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload",
+        # Caption tracks next to the HLS output, the master playlist rewritten to list them.
+        "s3:GetObject",
     },
     "TranscodeStartFunction": {
         "dynamodb:GetItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject",

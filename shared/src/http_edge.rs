@@ -25,6 +25,9 @@ pub struct Problem {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The line of a refused file the problem is about (caption files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
 }
 
 impl Problem {
@@ -39,6 +42,7 @@ impl Problem {
             title,
             status: status.as_u16(),
             detail,
+            line: None,
         }
     }
 }
@@ -118,6 +122,16 @@ pub enum ApiError {
     /// A query parameter the route cannot take.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A caption file or track refused; a file's refusal names its line.
+    #[cfg(feature = "captions")]
+    #[error(transparent)]
+    Captions(#[from] crate::domain::captions::CaptionError),
+    /// A change that needs a playing video (captions are checked against its duration).
+    #[error("no video plays yet")]
+    NotPlaying,
+    /// A body of a type the route does not take.
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
 }
 
 /// The one conversion of an access decision into the HTTP answer.
@@ -234,6 +248,20 @@ impl ApiError {
             | ApiError::SessionFull
             | ApiError::Sessions(_)
             | ApiError::InvalidQuery(_) => self.playback_problem(),
+            #[cfg(feature = "captions")]
+            ApiError::Captions(e) => captions_problem(e),
+            ApiError::NotPlaying => Problem::new(
+                S::CONFLICT,
+                "video-not-ready",
+                "No video plays yet",
+                Some("captions belong to a ready video; add them once it plays".into()),
+            ),
+            ApiError::UnsupportedMediaType(why) => Problem::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                Some(why.clone()),
+            ),
         }
     }
 
@@ -436,6 +464,33 @@ fn store_problem(e: &StoreError) -> Problem {
             None,
         ),
     }
+}
+
+#[cfg(feature = "captions")]
+fn captions_problem(e: &crate::domain::captions::CaptionError) -> Problem {
+    use crate::domain::captions::CaptionError as E;
+    let mut p = match e {
+        E::TooLarge { .. } => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Body too large",
+            Some(e.to_string()),
+        ),
+        E::Language(_) | E::Label => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-track",
+            "Invalid caption track",
+            Some(e.to_string()),
+        ),
+        _ => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-captions",
+            "Invalid caption file",
+            Some(e.to_string()),
+        ),
+    };
+    p.line = e.line();
+    p
 }
 
 fn intake_problem(e: &IntakeError) -> Problem {

@@ -2,10 +2,10 @@
 //! before the test sees it, so a response the spec does not document fails the test that got it.
 
 use devstack::openapi::{Answer, Contract};
-use exvid_shared::bunny::client::BunnyApi;
+use exvid_shared::bunny::client::{BunnyApi, BunnyCaptions};
 use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::UploadIds;
-use exvid_shared::media_bucket::{MediaBucket, MultipartUploads};
+use exvid_shared::media_bucket::{MediaBucket, MultipartUploads, RenditionFiles};
 use exvid_shared::store::VideoStore;
 use lambda_http::{Body, Request, Response};
 use std::future::Future;
@@ -19,8 +19,8 @@ pub trait ApiFunction {
 impl<S, B, P, C, I> ApiFunction for upload_intake::Intake<S, B, P, C, I>
 where
     S: VideoStore,
-    B: MediaBucket + MultipartUploads,
-    P: BunnyApi,
+    B: MediaBucket + MultipartUploads + RenditionFiles,
+    P: BunnyApi + BunnyCaptions,
     C: Clock,
     I: UploadIds,
 {

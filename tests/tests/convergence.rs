@@ -28,7 +28,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, Test
 use serde_json::{json, Value};
 
 use bunny_webhook::{BunnyWebhook, WebhookConfig};
-use exvid_shared::bunny::client::{BunnyApi, BunnyError, Deleted};
+use exvid_shared::bunny::client::{BunnyApi, BunnyCaptions, BunnyError, Deleted};
 use exvid_shared::bunny::tus::{TusMetadata, TusUpload};
 use exvid_shared::bunny::video::{VideoObject, VideoStatus};
 use exvid_shared::bunny::webhook::{sign, SigningKey};
@@ -40,8 +40,8 @@ use exvid_shared::domain::multipart::UploadedPart;
 use exvid_shared::domain::multipart::MIN_PART_BYTES;
 use exvid_shared::domain::video::{ExerciseVideo, Provider};
 use exvid_shared::media_bucket::{
-    BucketError, MediaBucket, MultipartError, MultipartUploads, ObjectHead, PresignedPut,
-    PutConditions,
+    BucketError, FileWriteError, MediaBucket, MultipartError, MultipartUploads, ObjectHead,
+    PresignedPut, PutConditions, RenditionFiles, StoredObject,
 };
 use exvid_shared::mediaconvert::client::{JobLookup, SubmitError, Transcoder};
 use exvid_shared::mediaconvert::event::JobStateDetail;
@@ -246,6 +246,46 @@ impl MediaBucket for MemBucket {
         objects.retain(|k, _| !k.starts_with(prefix));
         Ok(before - objects.len())
     }
+}
+
+/// The histories add no captions; the rendition's files live in the same objects, with the
+/// content's length and first bytes as the ETag.
+impl RenditionFiles for MemBucket {
+    async fn get_object(&self, key: &str) -> Result<Option<StoredObject>, BucketError> {
+        Ok(self.0.lock().unwrap().get(key).map(|(b, _)| StoredObject {
+            body: b.range(0, b.len),
+            etag: etag(&b.head),
+        }))
+    }
+
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        _content_type: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), FileWriteError> {
+        let mut objects = self.0.lock().unwrap();
+        if let Some(expected) = if_match {
+            if objects.get(key).map(|(b, _)| etag(&b.head)).as_deref() != Some(expected) {
+                return Err(FileWriteError::Changed);
+            }
+        }
+        objects.insert(key.to_owned(), (Blob::bytes(body), None));
+        Ok(())
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<(), BucketError> {
+        self.0.lock().unwrap().remove(key);
+        Ok(())
+    }
+}
+
+fn etag(bytes: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 impl MultipartUploads for MemBucket {
@@ -453,6 +493,30 @@ impl MemBunny {
             .unwrap()
             .get(guid)
             .is_some_and(|v| v.status == Some(VideoStatus::Finished))
+    }
+}
+
+/// The histories add no captions: Bunny's caption calls succeed against a video it has.
+impl BunnyCaptions for MemBunny {
+    async fn add_caption(
+        &self,
+        guid: &BunnyGuid,
+        _language: &str,
+        _label: &str,
+        _webvtt: &str,
+    ) -> Result<(), BunnyError> {
+        match self.videos.lock().unwrap().contains_key(guid.as_str()) {
+            true => Ok(()),
+            false => Err(BunnyError::NotFound),
+        }
+    }
+
+    async fn delete_caption(
+        &self,
+        _guid: &BunnyGuid,
+        _language: &str,
+    ) -> Result<Deleted, BunnyError> {
+        Ok(Deleted::AlreadyGone)
     }
 }
 

@@ -133,6 +133,16 @@ pub struct Download {
     pub url: String,
 }
 
+/// One caption track of the playing video: a signed WebVTT URL, for offline players that take
+/// a sidecar file (HLS players find the track in the master playlist).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaptionView {
+    pub language: String,
+    pub label: String,
+    pub default: bool,
+    pub url: String,
+}
+
 /// The answer body (DESIGN's contract, plus the rendition's width and height so a player can
 /// size a portrait video before it loads).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -146,6 +156,8 @@ pub struct PlaybackView {
     pub video_width: Option<u32>,
     pub video_height: Option<u32>,
     pub video_downloads: Vec<Download>,
+    /// Caption tracks of the playing video, in the order they were added.
+    pub video_captions: Vec<CaptionView>,
     pub video_progress: Option<u8>,
     /// Stable code of a failed upload (`unsupported_media`, `encoding_failed`, …).
     pub video_error_code: Option<ErrorCode>,
@@ -220,6 +232,7 @@ struct SignedRendition {
     hls: String,
     thumbnail: Option<String>,
     downloads: Vec<Download>,
+    captions: Vec<CaptionView>,
 }
 
 /// `poster`: an uploaded poster already signed, which replaces the rendition's own.
@@ -257,6 +270,30 @@ fn sign_rendition(
                 url: file(&media_keys::download_path(
                     rendition, scope, exercise, height,
                 )),
+            })
+            .collect(),
+        captions: rendition
+            .captions
+            .iter()
+            .map(|t| {
+                let path = match &rendition.bunny_guid {
+                    Some(guid) => media_keys::bunny::caption_path(guid, &t.language),
+                    None => media_keys::cdn_path(
+                        &media_keys::caption_keys(
+                            scope,
+                            exercise,
+                            &rendition.upload_id,
+                            &t.language,
+                        )
+                        .0,
+                    ),
+                };
+                CaptionView {
+                    language: t.language.clone(),
+                    label: t.label.clone(),
+                    default: t.default,
+                    url: file(&path),
+                }
             })
             .collect(),
     }
@@ -352,9 +389,9 @@ pub fn view(
     let failure = pending
         .filter(|p| p.status == UploadStatus::Failed)
         .and_then(|p| p.error.as_ref());
-    let (url, thumbnail, downloads) = match signed {
-        Some(s) => (Some(s.hls), s.thumbnail, s.downloads),
-        None => (None, uploaded_poster, Vec::new()),
+    let (url, thumbnail, downloads, captions) = match signed {
+        Some(s) => (Some(s.hls), s.thumbnail, s.downloads, s.captions),
+        None => (None, uploaded_poster, Vec::new(), Vec::new()),
     };
     Ok(PlaybackView {
         exercise_id: video.exercise_id.to_string(),
@@ -367,6 +404,7 @@ pub fn view(
         video_width: current.and_then(|c| c.width),
         video_height: current.and_then(|c| c.height),
         video_downloads: downloads,
+        video_captions: captions,
         video_progress: progress,
         video_error_code: failure.map(|e| e.code),
         video_error: failure.map(|e| e.message.clone()),

@@ -13,6 +13,7 @@
 //!   the exercise's prefix and the items; an exercise without a record is a 404, like another
 //!   org's (a 204 would tell the two apart).
 //! - `…/video/uploads/{upload_id}/…`: the S3 multipart routes (`multipart_routes`).
+//! - `…/video/captions/{lang}`: caption tracks of the playing video (`caption_routes`).
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
-use exvid_shared::bunny::client::BunnyApi;
+use exvid_shared::bunny::client::{BunnyApi, BunnyCaptions};
 use exvid_shared::bunny::tus::{self, TusMetadata, TusUpload};
 use exvid_shared::config::{ConfigError, Env};
 use exvid_shared::domain::auth::{authorize, Action, ClaimNames, Principal};
@@ -33,12 +34,13 @@ use exvid_shared::domain::upload_request::{self, ImageSlot, VideoUpload};
 use exvid_shared::domain::video::{ExerciseVideo, PendingUpload, Provider};
 use exvid_shared::http_edge::{self, ApiError};
 use exvid_shared::media_bucket::{
-    MediaBucket, MultipartUploads, PresignedPut, PutConditions, ORIGINAL_TAGGING,
+    MediaBucket, MultipartUploads, PresignedPut, PutConditions, RenditionFiles, ORIGINAL_TAGGING,
 };
 use exvid_shared::store::{
     self, BunnyPointer, Consistency, Decision, Outcome, Pointers, Start, VideoStore, Write,
 };
 
+mod caption_routes;
 mod multipart_routes;
 
 /// The intake function's configuration.
@@ -192,8 +194,8 @@ pub struct Intake<S, B, P, C, I> {
 impl<S, B, P, C, I> Intake<S, B, P, C, I>
 where
     S: VideoStore,
-    B: MediaBucket + MultipartUploads,
-    P: BunnyApi,
+    B: MediaBucket + MultipartUploads + RenditionFiles,
+    P: BunnyApi + BunnyCaptions,
     C: Clock,
     I: UploadIds,
 {
@@ -274,6 +276,18 @@ where
                     upload_id: &upload_id,
                 };
                 self.multipart_route(route, &at, body).await
+            }
+            "PUT /v1/exercises/{id}/video/captions/{lang}"
+            | "DELETE /v1/exercises/{id}/video/captions/{lang}" => {
+                let language = exvid_shared::domain::captions::CaptionLanguage::parse(
+                    &http_edge::path_param(req, "lang").unwrap_or_default(),
+                )?;
+                let track = caption_routes::Track {
+                    principal: &principal,
+                    exercise_id: &exercise_id,
+                    language,
+                };
+                self.caption_route(route, req, &track).await
             }
             "DELETE /v1/exercises/{id}/instructions/{step}/image" => {
                 let step = StepId::parse(&http_edge::path_param(req, "step").unwrap_or_default())?;

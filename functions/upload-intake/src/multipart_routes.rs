@@ -16,7 +16,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
-use exvid_shared::bunny::client::BunnyApi;
+use exvid_shared::bunny::client::{BunnyApi, BunnyCaptions};
 use exvid_shared::domain::auth::{authorize, Action, Principal};
 use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::{ExerciseId, UploadId, UploadIds};
@@ -27,7 +27,8 @@ use exvid_shared::domain::upload_error::{ErrorCode, UploadError};
 use exvid_shared::domain::video::{ExerciseVideo, Ignored, PendingUpload, Provider};
 use exvid_shared::http_edge::{self, ApiError};
 use exvid_shared::media_bucket::{
-    MediaBucket, MultipartError, MultipartUploads, PresignedPut, PutConditions, ORIGINAL_TAGGING,
+    MediaBucket, MultipartError, MultipartUploads, PresignedPut, PutConditions, RenditionFiles,
+    ORIGINAL_TAGGING,
 };
 use exvid_shared::store::{self, Consistency, Outcome, Start, VideoStore, Write};
 
@@ -83,8 +84,8 @@ fn not_active(why: Ignored) -> ApiError {
 impl<S, B, P, C, I> Intake<S, B, P, C, I>
 where
     S: VideoStore,
-    B: MediaBucket + MultipartUploads,
-    P: BunnyApi,
+    B: MediaBucket + MultipartUploads + RenditionFiles,
+    P: BunnyApi + BunnyCaptions,
     C: Clock,
     I: UploadIds,
 {

@@ -164,7 +164,11 @@ impl BunnyStandIn {
         let Some(rest) = req.uri().path().strip_prefix(&prefix).map(str::to_owned) else {
             return result(StatusCode::NOT_FOUND, false, "not found");
         };
-        let guid = rest.trim_start_matches('/').to_owned();
+        let rest = rest.trim_start_matches('/').to_owned();
+        if let Some((guid, srclang)) = rest.split_once("/captions/") {
+            return self.caption(req, guid, srclang).await;
+        }
+        let guid = rest;
         match (req.method().clone(), guid.is_empty()) {
             (Method::POST, true) => {
                 let Some(body) = read_body(req.into_body(), 64 << 10).await else {
@@ -210,6 +214,87 @@ impl BunnyStandIn {
                     .delete_prefix(&self.config.bucket, &format!("{guid}/"))
                     .await;
                 (self.say)(format!("bunny: video {guid} deleted"));
+                result(StatusCode::OK, true, "OK")
+            }
+            _ => result(StatusCode::METHOD_NOT_ALLOWED, false, "method not allowed"),
+        }
+    }
+
+    /// `POST|DELETE /library/{id}/videos/{guid}/captions/{srclang}` (`Video_AddCaption`,
+    /// `Video_DeleteCaption`): the file (base64 in `captionsFile`) is kept where Bunny serves
+    /// it, `{guid}/captions/{srclang}.vtt`, and the video lists its tracks in `captions`.
+    async fn caption(self, req: Request<Incoming>, guid: &str, srclang: &str) -> Resp {
+        use base64::Engine;
+        if self.video(guid).is_none() {
+            return result(StatusCode::NOT_FOUND, false, "Video not found");
+        }
+        if srclang.is_empty()
+            || !srclang
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return result(StatusCode::BAD_REQUEST, false, "invalid srclang");
+        }
+        let key = format!("{guid}/captions/{srclang}.vtt");
+        match req.method().clone() {
+            Method::POST => {
+                let Some(body) = read_body(req.into_body(), 4 << 20).await else {
+                    return result(StatusCode::BAD_REQUEST, false, "body too large");
+                };
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let file = body["captionsFile"]
+                    .as_str()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+                let (Some(label), Some(file)) = (body["label"].as_str(), file) else {
+                    return result(
+                        StatusCode::BAD_REQUEST,
+                        false,
+                        "label and a base64 captionsFile are required",
+                    );
+                };
+                if let Err(e) = self
+                    .store
+                    .put(&self.config.bucket, &key, file, "text/vtt")
+                    .await
+                {
+                    return result(StatusCode::INTERNAL_SERVER_ERROR, false, &e);
+                }
+                let label = label.to_owned();
+                self.update(guid, |v| {
+                    let mut tracks: Vec<Value> = v["captions"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|t| t["srclang"] != srclang)
+                        .collect();
+                    tracks.push(json!({"srclang": srclang, "label": label}));
+                    v["captions"] = json!(tracks);
+                });
+                (self.say)(format!("bunny: caption {srclang} of {guid} stored"));
+                result(StatusCode::OK, true, "OK")
+            }
+            Method::DELETE => {
+                let mut had = false;
+                self.update(guid, |v| {
+                    let tracks: Vec<Value> = v["captions"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|t| {
+                            let keep = t["srclang"] != srclang;
+                            had |= !keep;
+                            keep
+                        })
+                        .collect();
+                    v["captions"] = json!(tracks);
+                });
+                if !had {
+                    return result(StatusCode::NOT_FOUND, false, "Caption not found");
+                }
+                let _ = self.store.delete_prefix(&self.config.bucket, &key).await;
+                (self.say)(format!("bunny: caption {srclang} of {guid} deleted"));
                 result(StatusCode::OK, true, "OK")
             }
             _ => result(StatusCode::METHOD_NOT_ALLOWED, false, "method not allowed"),

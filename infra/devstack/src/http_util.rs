@@ -113,6 +113,8 @@ pub fn content_type_for(path: &str) -> &'static str {
     match ext.as_str() {
         "m3u8" => "application/vnd.apple.mpegurl",
         "ts" => "video/mp2t",
+        // Captions: served as nothing else (with nosniff), never as HTML.
+        "vtt" => "text/vtt; charset=utf-8",
         "mp4" => "video/mp4",
         "mov" => "video/quicktime",
         "webm" => "video/webm",

@@ -148,6 +148,26 @@ impl ObjectStore {
         }))
     }
 
+    /// Writes one object.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), String> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+    }
+
     /// Removes every object under `prefix`.
     pub async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<(), String> {
         let listed = self

@@ -372,6 +372,10 @@ mod tests {
             ),
             ("DELETE /v1/exercises/{id}/video", "upload-intake"),
             (
+                "DELETE /v1/exercises/{id}/video/captions/{lang}",
+                "upload-intake",
+            ),
+            (
                 "DELETE /v1/exercises/{id}/video/uploads/{upload_id}",
                 "upload-intake",
             ),
@@ -397,6 +401,10 @@ mod tests {
                 "upload-intake",
             ),
             ("POST /v1/media/sessions/{sid}/cmcd", "playback-quality"),
+            (
+                "PUT /v1/exercises/{id}/video/captions/{lang}",
+                "upload-intake",
+            ),
         ];
         assert_eq!(
             keys,
