@@ -1175,3 +1175,133 @@ async fn a_multipart_upload_resumes_from_its_listed_parts_and_plays() {
     let master = fetch("GET", v["video_url"].as_str().unwrap(), &[], vec![]).await;
     assert_eq!(master.status, 200);
 }
+
+/// PUTs a caption track through the gateway as the org's admin; the answer's status.
+async fn put_caption(stack: &Stack, exercise: &str, lang: &str, query: &str, vtt: &str) -> u16 {
+    let url = format!(
+        "{}/v1/exercises/{exercise}/video/captions/{lang}?{query}",
+        stack.urls.gateway
+    );
+    let r = fetch(
+        "PUT",
+        &url,
+        &[
+            bearer("org-e2e", "admin"),
+            ("content-type", "text/vtt".into()),
+        ],
+        vtt.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caption_tracks_play_from_the_master_and_as_signed_sidecars() {
+    let stack = start().await;
+    let file = clip();
+    let de = "WEBVTT\n\n00:01.000 --> 00:04.000\nKnie über den Zehen halten\n";
+    let en = "WEBVTT\n\n00:01.000 --> 00:04.000\nKeep the knee over the toes\n";
+    let result = tokio::time::timeout(Duration::from_secs(240), async {
+        for (exercise, provider) in [
+            ("ex-cap-aws", "aws_mediaconvert"),
+            ("ex-cap-bunny", "bunny_stream"),
+        ] {
+            let intake = intake_for(&stack, exercise, provider, file.len()).await;
+            if provider == "bunny_stream" {
+                upload_with_tus(&intake["upload"], file).await;
+            } else {
+                upload_to_s3(&intake["upload"], file).await;
+            }
+            let v = settled(&stack, exercise, Duration::from_secs(120)).await;
+            assert_eq!(v["video_status"], "ready", "{v}");
+            put_caption(&stack, exercise, "en", "label=English", en).await;
+            put_caption(&stack, exercise, "de", "label=Deutsch&default=true", de).await;
+
+            let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
+            let v = fetch("GET", &api, &[bearer("org-e2e", "patient")], vec![])
+                .await
+                .json();
+            let tracks = v["video_captions"].as_array().unwrap().clone();
+            assert_eq!(tracks.len(), 2, "{v}");
+            // The sidecar: the cues, as text/vtt and nothing else.
+            let sidecar = tracks.iter().find(|t| t["language"] == "de").unwrap();
+            let url = sidecar["url"].as_str().unwrap();
+            let r = fetch("GET", url, &[], vec![]).await;
+            assert_eq!(r.status, 200, "{url}");
+            assert!(r.header("content-type").starts_with("text/vtt"));
+            assert_eq!(r.header("x-content-type-options"), "nosniff");
+            assert!(String::from_utf8_lossy(&r.body).contains("Knie über den Zehen halten"));
+            // Its token opens nothing in another directory.
+            let elsewhere = if provider == "bunny_stream" {
+                // Bunny's directory is the video's: another video's path.
+                let path = url.split('/').nth(3).unwrap();
+                url.replace(path, "00000000-0000-4000-8000-000000000000")
+            } else {
+                url.replace(exercise, "ex-someone-else")
+            };
+            assert_eq!(
+                fetch("GET", &elsewhere, &[], vec![]).await.status,
+                403,
+                "{url} -> {elsewhere}"
+            );
+
+            if provider == "aws_mediaconvert" {
+                // The master lists both tracks (read with m3u8-rs); the German one's playlist
+                // and cues come under the master's directory token.
+                let master_url = v["video_url"].as_str().unwrap();
+                let master = fetch("GET", master_url, &[], vec![]).await;
+                let Ok(m3u8_rs::Playlist::MasterPlaylist(m)) =
+                    m3u8_rs::parse_playlist_res(&master.body)
+                else {
+                    panic!("not a master: {}", String::from_utf8_lossy(&master.body));
+                };
+                let subs: Vec<(String, bool)> = m
+                    .alternatives
+                    .iter()
+                    .filter(|a| a.media_type == m3u8_rs::AlternativeMediaType::Subtitles)
+                    .map(|a| (a.language.clone().unwrap_or_default(), a.default))
+                    .collect();
+                assert_eq!(subs, [("en".to_owned(), false), ("de".to_owned(), true)]);
+                assert!(m
+                    .variants
+                    .iter()
+                    .all(|x| x.subtitles.as_deref() == Some("subs")));
+                let de_uri = m
+                    .alternatives
+                    .iter()
+                    .find(|a| a.language.as_deref() == Some("de"))
+                    .and_then(|a| a.uri.clone())
+                    .unwrap();
+                let playlist_url = resolve(master_url, &de_uri);
+                let playlist = fetch("GET", &playlist_url, &[], vec![]).await;
+                assert_eq!(playlist.status, 200, "{playlist_url}");
+                let cues_url = resolve(
+                    &playlist_url,
+                    &first_uri(&String::from_utf8_lossy(&playlist.body)),
+                );
+                let cues = fetch("GET", &cues_url, &[], vec![]).await;
+                assert_eq!(cues.status, 200, "{cues_url}");
+                assert!(String::from_utf8_lossy(&cues.body).contains("Knie über den Zehen halten"));
+            }
+
+            // Deleting the track: its sidecar is gone.
+            let r = fetch(
+                "DELETE",
+                &format!("{api}/captions/de"),
+                &[bearer("org-e2e", "admin")],
+                vec![],
+            )
+            .await;
+            assert_eq!(r.status, 204);
+            assert_eq!(fetch("GET", url, &[], vec![]).await.status, 404);
+        }
+    })
+    .await;
+    if result.is_err() {
+        panic!(
+            "timed out; the local cloud's log:\n{}",
+            stack.log().join("\n")
+        );
+    }
+}
