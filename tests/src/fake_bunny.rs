@@ -77,6 +77,24 @@ impl FakeBunny {
         self.server.url()
     }
 
+    /// The real client pointed at this fake with its API key: short timeouts and fast retries
+    /// (three attempts), so fault tests run in milliseconds.
+    pub fn client(&self) -> exvid_shared::bunny::client::BunnyClient {
+        use exvid_shared::bunny::client::{BunnyClient, BunnyConfig, RetryPolicy};
+        BunnyClient::new(BunnyConfig {
+            base_url: self.url(),
+            library_id: self.library_id,
+            api_key: self.api_key.clone(),
+            timeout: Duration::from_millis(400),
+            retry: RetryPolicy {
+                attempts: 3,
+                base: Duration::from_millis(5),
+                cap: Duration::from_millis(20),
+            },
+        })
+        .expect("a client for the fake Bunny")
+    }
+
     pub fn fail_next(&self, faults: &[Fault]) {
         self.state
             .lock()

@@ -3,11 +3,7 @@
 //! in JSON, the video lists its tracks, a replaced track is the newer one, a delete of a gone
 //! track succeeds, outages are retried, and a language that is not a tag never leaves.
 
-use std::time::Duration;
-
-use exvid_shared::bunny::client::{
-    BunnyApi, BunnyCaptions, BunnyClient, BunnyConfig, BunnyError, Deleted, RetryPolicy,
-};
+use exvid_shared::bunny::client::{BunnyApi, BunnyCaptions, BunnyClient, BunnyError, Deleted};
 use exvid_shared::domain::ids::BunnyGuid;
 use exvid_tests::fake_bunny::{FakeBunny, Fault};
 use serde_json::json;
@@ -16,21 +12,6 @@ const LIBRARY: u64 = 133;
 const API_KEY: &str = "bunny-library-api-key-0001";
 const VTT: &str = "WEBVTT\n\n00:01.000 --> 00:04.000\nKnie über den Zehen – halten\n";
 
-fn client(bunny: &FakeBunny) -> BunnyClient {
-    BunnyClient::new(BunnyConfig {
-        base_url: bunny.url(),
-        library_id: LIBRARY,
-        api_key: API_KEY.into(),
-        timeout: Duration::from_millis(400),
-        retry: RetryPolicy {
-            attempts: 3,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-    })
-    .unwrap()
-}
-
 async fn video(client: &BunnyClient) -> BunnyGuid {
     BunnyGuid::parse(&client.create_video("ex-knee-01").await.unwrap().guid).unwrap()
 }
@@ -38,7 +19,7 @@ async fn video(client: &BunnyClient) -> BunnyGuid {
 #[tokio::test]
 async fn a_track_is_added_replaced_listed_and_deleted() {
     let bunny = FakeBunny::start(LIBRARY, API_KEY, "ro");
-    let client = client(&bunny);
+    let client = bunny.client();
     let guid = video(&client).await;
     let g = guid.to_string();
 
@@ -84,7 +65,7 @@ async fn a_track_is_added_replaced_listed_and_deleted() {
 #[tokio::test]
 async fn an_outage_is_retried_a_refusal_is_not_and_a_bad_tag_never_leaves() {
     let bunny = FakeBunny::start(LIBRARY, API_KEY, "ro");
-    let client = client(&bunny);
+    let client = bunny.client();
     let guid = video(&client).await;
 
     // Adding a track twice is harmless, so a 5xx is retried even though it is a POST.

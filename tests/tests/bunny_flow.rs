@@ -7,7 +7,7 @@ use std::time::Duration;
 use bunny_webhook::{BunnyWebhook, WebhookConfig};
 use exvid_shared::aws::dynamo::DynamoStore;
 use exvid_shared::aws::s3::S3Bucket;
-use exvid_shared::bunny::client::{BunnyClient, BunnyConfig, RetryPolicy};
+use exvid_shared::bunny::client::BunnyClient;
 use exvid_shared::bunny::webhook::SigningKey;
 use exvid_shared::domain::clock::FixedClock;
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Uuid7};
@@ -44,21 +44,6 @@ struct Stack {
     playback: Contracted<Playback<DynamoStore, FixedClock>>,
 }
 
-fn client(bunny: &FakeBunny) -> BunnyClient {
-    BunnyClient::new(BunnyConfig {
-        base_url: bunny.url(),
-        library_id: LIBRARY,
-        api_key: API_KEY.into(),
-        timeout: Duration::from_millis(400),
-        retry: RetryPolicy {
-            attempts: 3,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-    })
-    .unwrap()
-}
-
 async fn stack() -> Stack {
     let (store, log) = fresh_store().await;
     let bucket = fresh_bucket().await;
@@ -68,7 +53,7 @@ async fn stack() -> Stack {
     let intake = Intake::new(
         store.clone(),
         bucket.clone(),
-        Some(client(&bunny)),
+        Some(bunny.client()),
         clock(),
         Uuid7,
         IntakeConfig {
@@ -83,7 +68,7 @@ async fn stack() -> Stack {
     );
     let webhook = BunnyWebhook::new(
         store.clone(),
-        client(&bunny),
+        bunny.client(),
         clock(),
         WebhookConfig {
             table_name: table.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use exvid_shared::aws::dynamo::DynamoStore;
 use exvid_shared::aws::s3::S3Bucket;
-use exvid_shared::bunny::client::{BunnyApi, BunnyClient, BunnyConfig, RetryPolicy};
+use exvid_shared::bunny::client::{BunnyApi, BunnyClient};
 use exvid_shared::domain::clock::{FixedClock, Timestamp};
 use exvid_shared::domain::ids::{BunnyGuid, ExerciseId, Scope, UploadId, Uuid7};
 use exvid_shared::domain::media_keys;
@@ -49,18 +49,7 @@ async fn stack() -> Stack {
     let (store, _) = fresh_store().await;
     let bucket = fresh_bucket().await;
     let bunny = FakeBunny::start(LIBRARY, API_KEY, "ro");
-    let client = BunnyClient::new(BunnyConfig {
-        base_url: bunny.url(),
-        library_id: LIBRARY,
-        api_key: API_KEY.into(),
-        timeout: Duration::from_millis(400),
-        retry: RetryPolicy {
-            attempts: 3,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-    })
-    .unwrap();
+    let client = bunny.client();
     let intake = Intake::new(
         store.clone(),
         bucket.clone(),
