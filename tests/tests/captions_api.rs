@@ -19,6 +19,7 @@ use exvid_shared::store::{Consistency, Expect, VideoStore};
 use exvid_tests::contract::Contracted;
 use exvid_tests::fake_bunny::FakeBunny;
 use exvid_tests::{api_request, event_json, fresh_bucket, fresh_store, response_json};
+use percent_encoding::percent_decode_str;
 use playback::{Cdn, Cdns, Playback, PlaybackConfig};
 use serde_json::{json, Value};
 use upload_intake::{Intake, IntakeConfig};
@@ -170,9 +171,13 @@ fn request(
     e["queryStringParameters"] = if query.is_empty() {
         Value::Null
     } else {
+        // API Gateway hands the function decoded values.
         json!(query
             .split('&')
-            .map(|p| p.split_once('=').unwrap())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                (k, percent_decode_str(v).decode_utf8_lossy().into_owned())
+            })
             .collect::<std::collections::BTreeMap<_, _>>())
     };
     e["requestContext"]["authorizer"]["jwt"]["claims"] = claims;

@@ -15,7 +15,7 @@
 //! listing an older set of tracks.
 
 use lambda_http::http::StatusCode;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
 use exvid_shared::bunny::client::{BunnyApi, BunnyCaptions};
@@ -52,42 +52,19 @@ pub struct Track<'a> {
     pub language: CaptionLanguage,
 }
 
-/// `?label=…&default=…` of a PUT.
+/// `?label=…&default=…` of a PUT, as API Gateway decoded them.
 fn options(req: &Request, language: &CaptionLanguage) -> Result<(String, bool), ApiError> {
-    let query = req.uri().query().unwrap_or("");
-    let mut label = None;
-    let mut default = false;
-    for (k, v) in url_pairs(query) {
-        match k.as_str() {
-            "label" => label = Some(captions::check_label(&v)?),
-            "default" => {
-                default = match v.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(ApiError::InvalidQuery("default is true or false".into())),
-                }
-            }
-            _ => {}
-        }
-    }
+    let params = req.query_string_parameters();
+    let label = params
+        .first("label")
+        .map(captions::check_label)
+        .transpose()?;
+    let default = match params.first("default") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::InvalidQuery("default is true or false".into())),
+    };
     Ok((label.unwrap_or_else(|| language.to_string()), default))
-}
-
-/// `application/x-www-form-urlencoded` pairs of a query (`+` is a space).
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (decode(k), decode(v))
-        })
-        .collect()
 }
 
 fn playing(video: &ExerciseVideo) -> Result<&Rendition, ApiError> {
