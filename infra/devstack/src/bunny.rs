@@ -220,6 +220,62 @@ impl BunnyStandIn {
         }
     }
 
+    /// Lists the video's caption tracks in its `playlist.m3u8` as the `subs` subtitle group,
+    /// each with a one-segment subtitle playlist `captions/{srclang}.m3u8` next to its `.vtt`.
+    /// STAND-IN ASSUMPTION: Bunny's documentation does not say whether (or how) its own
+    /// playlist lists caption tracks; this lists them the way exvid's AWS path does, so the
+    /// local cloud's players show them. The signed `.vtt` sidecars work on either reading.
+    async fn list_subtitles(&self, guid: &str) -> Result<(), String> {
+        use exvid_shared::domain::captions::{
+            master_with_subtitles, subtitle_playlist, CaptionLanguage, SubtitleRendition,
+        };
+        let Some(video) = self.video(guid) else {
+            return Ok(());
+        };
+        let bucket = &self.config.bucket;
+        let master_key = format!("{guid}/playlist.m3u8");
+        // Not transcoded yet: the playlist is written with the tracks once it is.
+        let Some(master) = self.store.get(bucket, &master_key, None).await? else {
+            return Ok(());
+        };
+        let duration_ms = video["length"].as_u64().unwrap_or(0).max(1) * 1000;
+        let mut renditions = Vec::new();
+        for t in video["captions"].as_array().into_iter().flatten() {
+            let (Some(lang), Some(label)) = (t["srclang"].as_str(), t["label"].as_str()) else {
+                continue;
+            };
+            let Ok(language) = CaptionLanguage::parse(lang) else {
+                continue;
+            };
+            let playlist = subtitle_playlist(duration_ms, &format!("{lang}.vtt"));
+            self.store
+                .put(
+                    bucket,
+                    &format!("{guid}/captions/{lang}.m3u8"),
+                    playlist,
+                    "application/vnd.apple.mpegurl",
+                )
+                .await?;
+            renditions.push(SubtitleRendition {
+                language,
+                label: label.to_owned(),
+                // Bunny's caption API has no "default" track: none is marked.
+                default: false,
+                uri: format!("captions/{lang}.m3u8"),
+            });
+        }
+        let rewritten =
+            master_with_subtitles(&master.body, &renditions).map_err(|e| e.to_string())?;
+        self.store
+            .put(
+                bucket,
+                &master_key,
+                rewritten,
+                "application/vnd.apple.mpegurl",
+            )
+            .await
+    }
+
     /// `POST|DELETE /library/{id}/videos/{guid}/captions/{srclang}` (`Video_AddCaption`,
     /// `Video_DeleteCaption`): the file (base64 in `captionsFile`) is kept where Bunny serves
     /// it, `{guid}/captions/{srclang}.vtt`, and the video lists its tracks in `captions`.
@@ -271,6 +327,9 @@ impl BunnyStandIn {
                     tracks.push(json!({"srclang": srclang, "label": label}));
                     v["captions"] = json!(tracks);
                 });
+                if let Err(e) = self.list_subtitles(guid).await {
+                    return result(StatusCode::INTERNAL_SERVER_ERROR, false, &e);
+                }
                 (self.say)(format!("bunny: caption {srclang} of {guid} stored"));
                 result(StatusCode::OK, true, "OK")
             }
@@ -294,6 +353,14 @@ impl BunnyStandIn {
                     return result(StatusCode::NOT_FOUND, false, "Caption not found");
                 }
                 let _ = self.store.delete_prefix(&self.config.bucket, &key).await;
+                let playlist = format!("{guid}/captions/{srclang}.m3u8");
+                let _ = self
+                    .store
+                    .delete_prefix(&self.config.bucket, &playlist)
+                    .await;
+                if let Err(e) = self.list_subtitles(guid).await {
+                    return result(StatusCode::INTERNAL_SERVER_ERROR, false, &e);
+                }
                 (self.say)(format!("bunny: caption {srclang} of {guid} deleted"));
                 result(StatusCode::OK, true, "OK")
             }
