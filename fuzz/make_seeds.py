@@ -136,7 +136,7 @@ def main():
 
 def captions():
     """Caption files as admins send them (the first byte picks the target's case: bit 0 SRT,
-    bit 1 a known 10 s video, bit 7 a master playlist), and a master as the stand-ins write it."""
+    bit 1 a known 10 s video, bit 6 a segment head, bit 7 a master playlist), and a master as the stand-ins write it."""
     vtt = ("WEBVTT - exercise\n\nNOTE written by the physio\n\n1\n00:00:01.000 --> 00:00:04.000 align:start line:90%\n"
            "Keep the <i>knee</i> over the <c.yellow>toes</c>\n\n00:05.000 --> 00:08.500\n"
            "<v Coach>Hold</v> <00:06.000>for <lang de>zehn</lang> seconds &amp; breathe\n")
@@ -149,6 +149,9 @@ def captions():
               "#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,SUBTITLES=\"subs\"\n360p/video.m3u8\n"
               "#EXT-X-STREAM-INF:BANDWIDTH=2500000,RESOLUTION=1280x720\n720p/video.m3u8\n")
     write("captions", "master", b"\x80" + master.encode())
+    # bit 6: the head of a segment ffmpeg wrote (where the HLS timeline starts).
+    with open(os.path.join(os.path.dirname(__file__), "..", "tests", "events", "segment-head.ts"), "rb") as f:
+        write("captions", "segment-head", b"\x40" + f.read())
 
 
 if __name__ == "__main__":

@@ -458,6 +458,22 @@ pub fn captions(data: &[u8]) {
         }
         return;
     }
+    if mode & 0x40 != 0 {
+        // A segment head (S3 holds what the transcoder wrote; still read as untrusted bytes):
+        // a timeline start is a 33-bit PTS, and the mapped WebVTT of a good file still passes.
+        if let Some(pts) = captions::ts_start_pts(rest) {
+            assert!(pts < 1 << 33, "a PTS has 33 bits");
+            let good = "WEBVTT\n\n00:01.000 --> 00:02.000\nHold\n";
+            let mapped = captions::with_timestamp_map(good, pts);
+            assert_eq!(
+                captions::check(mapped.as_bytes(), CaptionFormat::WebVtt, Some(5_000))
+                    .map(|c| c.cues),
+                Ok(1)
+            );
+        }
+        let _ = (captions::first_variant_uri(rest), captions::first_segment_uri(rest));
+        return;
+    }
     let format = if mode & 1 == 0 {
         CaptionFormat::WebVtt
     } else {

@@ -173,6 +173,21 @@ pub trait RenditionFiles: Send + Sync {
         key: &str,
     ) -> impl Future<Output = Result<Option<StoredObject>, BucketError>> + Send;
 
+    /// The first `bytes` of an object (all of it if shorter); `Ok(None)` when there is none.
+    fn get_head(
+        &self,
+        key: &str,
+        bytes: usize,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, BucketError>> + Send {
+        async move {
+            Ok(self.get_object(key).await?.map(|o| {
+                let mut body = o.body;
+                body.truncate(bytes);
+                body
+            }))
+        }
+    }
+
     /// Writes `body`; with `if_match`, only over the version of that ETag
     /// ([`FileWriteError::Changed`] otherwise).
     fn put_object(

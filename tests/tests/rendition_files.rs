@@ -65,3 +65,21 @@ async fn a_rewrite_lands_only_over_the_version_it_read() {
     bucket.delete_object(MASTER).await.unwrap();
     assert_eq!(bucket.get_object(MASTER).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_segment_head_is_a_ranged_read() {
+    let bucket = fresh_bucket().await;
+    let key = "org-berlin/exercises/ex-knee-01/video/u1/hls/original_720p00000.ts";
+    assert_eq!(bucket.get_head(key, 188).await.unwrap(), None);
+    let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    bucket
+        .put_object(key, body.clone(), "video/mp2t", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        bucket.get_head(key, 188).await.unwrap().unwrap(),
+        body[..188]
+    );
+    // Longer than the object: all of it.
+    assert_eq!(bucket.get_head(key, 1 << 20).await.unwrap().unwrap(), body);
+}

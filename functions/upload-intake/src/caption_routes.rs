@@ -137,8 +137,14 @@ where
                     lang,
                 );
                 let duration = duration_ms.unwrap_or(checked.last_end_ms);
-                self.put_file(&vtt, checked.webvtt.clone().into_bytes(), "text/vtt")
-                    .await?;
+                let webvtt = match self
+                    .hls_start_pts(&video.scope, t.exercise_id, rendition)
+                    .await?
+                {
+                    Some(pts) => captions::with_timestamp_map(&checked.webvtt, pts),
+                    None => checked.webvtt.clone(),
+                };
+                self.put_file(&vtt, webvtt.into_bytes(), "text/vtt").await?;
                 self.put_file(
                     &playlist,
                     captions::subtitle_playlist(duration, &format!("{lang}.vtt")),
@@ -249,6 +255,51 @@ where
         Ok(r)
     }
 
+    /// Where the rendition's HLS timeline starts (MPEG-TS PTS of its first segment, through
+    /// the master and the first variant), for the captions' `X-TIMESTAMP-MAP`. `None` when
+    /// the output is not MPEG-TS or not where the master says (logged: cues then play from the
+    /// PTS origin, as players assume without a map).
+    async fn hls_start_pts(
+        &self,
+        scope: &exvid_shared::domain::ids::Scope,
+        exercise_id: &ExerciseId,
+        rendition: &Rendition,
+    ) -> Result<Option<u64>, ApiError> {
+        /// Enough for the first PES packet of every stream of a segment.
+        const HEAD_BYTES: usize = 64 * 1024;
+        let master = media_keys::hls_master_key(scope, exercise_id, &rendition.upload_id);
+        let dir = &master[..master.rfind('/').map_or(0, |i| i + 1)];
+        let Some(body) = self.bucket.get_object(&master).await? else {
+            return Ok(None);
+        };
+        let Some(variant) = captions::first_variant_uri(&body.body).and_then(|u| below(dir, &u))
+        else {
+            tracing::warn!(key = master, "master lists no variant below it");
+            return Ok(None);
+        };
+        let Some(body) = self.bucket.get_object(&variant).await? else {
+            return Ok(None);
+        };
+        let variant_dir = &variant[..variant.rfind('/').map_or(0, |i| i + 1)];
+        let Some(segment) =
+            captions::first_segment_uri(&body.body).and_then(|u| below(variant_dir, &u))
+        else {
+            tracing::warn!(key = variant, "variant lists no segment below it");
+            return Ok(None);
+        };
+        let Some(head) = self.bucket.get_head(&segment, HEAD_BYTES).await? else {
+            return Ok(None);
+        };
+        let start = captions::ts_start_pts(&head);
+        if start.is_none() {
+            tracing::info!(
+                key = segment,
+                "first segment is not MPEG-TS: captions carry no timestamp map"
+            );
+        }
+        Ok(start)
+    }
+
     fn bunny(&self) -> Result<&P, ApiError> {
         self.bunny
             .as_ref()
@@ -325,5 +376,46 @@ where
         Err(ApiError::Refused(
             exvid_shared::domain::video::Ignored::Unchanged,
         ))
+    }
+}
+
+/// The key of `uri` relative to `dir`, if it stays below it (a plain relative path: no scheme,
+/// no absolute path, no `..`, no query).
+fn below(dir: &str, uri: &str) -> Option<String> {
+    let plain = !uri.is_empty()
+        && !uri.contains("://")
+        && !uri.starts_with('/')
+        && !uri.contains('?')
+        && !uri
+            .split('/')
+            .any(|p| p == ".." || p == "." || p.is_empty());
+    plain.then(|| format!("{dir}{uri}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::below;
+
+    #[test]
+    fn playlist_uris_resolve_below_their_directory_only() {
+        assert_eq!(
+            below("a/hls/", "original_720p.m3u8").as_deref(),
+            Some("a/hls/original_720p.m3u8")
+        );
+        assert_eq!(
+            below("a/hls/", "720p/seg0.ts").as_deref(),
+            Some("a/hls/720p/seg0.ts")
+        );
+        for bad in [
+            "../x.m3u8",
+            "/abs.m3u8",
+            "https://e/x.ts",
+            "a//b.ts",
+            "x.ts?t=1",
+            "",
+            "./x.ts",
+        ] {
+            assert_eq!(below("a/hls/", bad), None, "{bad}");
+        }
     }
 }

@@ -173,8 +173,63 @@ function show(v) {
   } else {
     $('download').hidden = true;
   }
+  showCaptions(v.video_captions || []);
   // A fresh answer signs the same rendition anew: play again only when the rendition changed.
   if (v.video_url && $('player').dataset.rendition !== rendition(v.video_url)) play(v);
+}
+
+// Caption tracks: the list GET …/video gives (each with its signed .vtt sidecar) and a delete
+// button each; the player shows them from the master playlist's subtitle group.
+function showCaptions(tracks) {
+  $('captions').replaceChildren(...tracks.map((t) => {
+    const li = document.createElement('li');
+    li.dataset.language = t.language;
+    const a = document.createElement('a');
+    a.href = t.url;
+    a.textContent = `${t.label} (${t.language}${t.default ? ', default' : ''})`;
+    const del = document.createElement('button');
+    del.type = 'button';
+    del.textContent = 'Delete';
+    del.onclick = () => captionRequest('DELETE', t.language).catch((e) => log(`error: ${e}`));
+    li.append(a, ' ', del);
+    return li;
+  }));
+}
+
+// PUT or DELETE …/video/captions/{lang}; the file goes as it is (WebVTT or SRT, by its name).
+// The master playlist changed: the player reloads it and shows the track just added.
+async function captionRequest(method, lang, file) {
+  const q = new URLSearchParams({ label: $('caption-label').value, default: $('caption-default').checked });
+  const path = `/v1/exercises/${encodeURIComponent($('exercise').value)}/video/captions/${encodeURIComponent(lang)}`;
+  const headers = { authorization: `Bearer ${await token()}` };
+  if (file) headers['content-type'] = /\.srt$/i.test(file.name) ? 'application/x-subrip' : 'text/vtt';
+  const r = await fetch(method === 'PUT' ? `${path}?${q}` : path, { method, headers, body: file, cache: 'no-store' });
+  const text = await r.text();
+  if (r.status >= 300) {
+    let p = {};
+    try { p = JSON.parse(text); } catch (_) { /* not JSON */ }
+    log(`captions ${lang}: ${r.status} ${p.detail || text}${p.line ? ` (line ${p.line})` : ''}`);
+    return;
+  }
+  log(`captions ${lang}: ${method === 'PUT' ? 'stored' : 'deleted'}`);
+  const v = await api('GET');
+  if (v.status !== 200) return;
+  show(v.json);
+  play(v.json, method === 'PUT' ? lang : null);
+}
+
+// The active cue of the showing text track, as plain text.
+function followCues() {
+  const video = $('player');
+  const update = () => {
+    const showing = [...video.textTracks].find((t) => t.mode === 'showing');
+    const cues = showing && showing.activeCues ? [...showing.activeCues] : [];
+    $('cue').textContent = cues.length ? cues.map((c) => c.text).join(' / ') : '—';
+    $('cue').dataset.at = video.currentTime.toFixed(2);
+    $('cue').dataset.language = showing ? showing.language : '';
+  };
+  video.textTracks.addEventListener('addtrack', (e) => e.track.addEventListener('cuechange', update));
+  video.addEventListener('timeupdate', update);
 }
 
 // How playback goes is reported as CMCD v2 event reports to the playback session's report URL
@@ -227,7 +282,8 @@ function rendition(url) {
   return `${u.host}${u.pathname.replace(/^\/bcdn_token=[^/]*/, '')}`;
 }
 
-function play(v) {
+// `language`: the subtitle track to show (else the playlist's default, if any).
+function play(v, language = null) {
   const video = $('player');
   video.dataset.src = v.video_url;
   video.dataset.rendition = rendition(v.video_url);
@@ -235,12 +291,16 @@ function play(v) {
   if (hls) { hls.destroy(); hls = null; }
   clearInterval(qualityTimer);
   if (window.Hls && Hls.isSupported()) {
-    hls = new Hls(cmcd(v));
+    // The track asked for is shown (hls.js's subtitlePreference); else the playlist's
+    // DEFAULT=YES track, if any.
+    hls = new Hls({ ...cmcd(v), ...(language ? { subtitlePreference: { lang: language } } : {}) });
     if (v.playback_session) {
       const id = v.playback_session.id;
       qualityTimer = setInterval(() => showQuality(id).catch(() => {}), 3000);
     }
     hls.on(Hls.Events.ERROR, (_, d) => d.fatal && log(`player error: ${d.type} ${d.details}`));
+    hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, (_, d) => d.subtitleTracks.length
+      && log(`subtitle tracks: ${d.subtitleTracks.map((t) => t.lang).join(', ')}`));
     hls.loadSource(v.video_url);
     hls.attachMedia(video);
   } else {
@@ -410,6 +470,12 @@ async function init() {
   };
   $('thumbnail-file').onchange = () => $('thumbnail-file').files[0]
     && uploadImage(null, $('thumbnail-file').files[0]).catch((e) => log(`error: ${e}`));
+  $('caption-upload').onclick = () => {
+    const file = $('caption-file').files[0];
+    if (!file) { log('pick a caption file first'); return; }
+    captionRequest('PUT', $('caption-lang').value, file).catch((e) => log(`error: ${e}`));
+  };
+  followCues();
   $('exercise').onchange = () => { refresh(); showMedia(); };
   refresh();
   showMedia();

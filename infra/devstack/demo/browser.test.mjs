@@ -7,12 +7,13 @@
 // network emulation over CDP) plays the low rung and stalls; playback.degraded reaches a
 // subscriber verifying it with the Standard Webhooks reference library, and unthrottled,
 // playback.recovered. It also manages instruction images
-// through the page (an SVG carrying a script is served under a CSP that stops it) and renders
-// the API reference offline. Screenshots of failures are kept in target/browser-failures/.
+// through the page (an SVG carrying a script is served under a CSP that stops it), adds caption
+// tracks through the page and sees hls.js show the German cue at its time, and renders the API
+// reference offline. Screenshots of failures are kept in target/browser-failures/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { mkdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +36,12 @@ const longClip = join(tmpdir(), `exvid-browser-${process.pid}-long.mp4`);
 const stackLines = [];
 let browser;
 const clip = join(tmpdir(), `exvid-browser-${process.pid}.mp4`);
+// One cue per language inside the 6 s clip; the German one is looked for on screen.
+const CUES = {
+  en: { from: 2, to: 4.5, text: 'Keep the knee over the toes' },
+  de: { from: 2, to: 4.5, text: 'Knie über den Zehen halten' },
+};
+const captionFile = (lang) => join(tmpdir(), `exvid-browser-${process.pid}.${lang}.vtt`);
 const still = (ext) => join(tmpdir(), `exvid-browser-${process.pid}.${ext}`);
 // An SVG that marks the document when its script runs.
 const HOSTILE_SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40">'
@@ -115,6 +122,9 @@ before(async () => {
     '-f', 'lavfi', '-i', 'sine=frequency=440:duration=6',
     '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', clip,
   ]);
+  for (const [lang, c] of Object.entries(CUES)) {
+    writeFileSync(captionFile(lang), `WEBVTT\n\n00:00:0${c.from}.000 --> 00:00:0${Math.floor(c.to)}.${String(Math.round((c.to % 1) * 1000)).padStart(3, '0')}\n${c.text}\n`);
+  }
   for (const [ext, colour] of [['png', 'red'], ['jpg', 'blue']]) {
     execFileSync('ffmpeg', ['-nostdin', '-y', '-loglevel', 'error', '-f', 'lavfi',
       '-i', `color=c=${colour}:s=64x48`, '-frames:v', '1', still(ext)]);
@@ -144,7 +154,7 @@ after(async () => {
     await exited;
   }
   if (subscriber && subscriber.exitCode === null) subscriber.kill();
-  for (const f of [clip, longClip, still('png'), still('jpg')]) rmSync(f, { force: true });
+  for (const f of [clip, longClip, still('png'), still('jpg'), captionFile('en'), captionFile('de')]) rmSync(f, { force: true });
 });
 
 // Runs `body(page, lines)`; on failure keeps a screenshot and adds the page's log.
@@ -295,6 +305,7 @@ for (const provider of ['bunny_stream', 'aws_mediaconvert']) {
     const lines = [];
     page.on('console', (m) => lines.push(`console: ${m.text()}`));
     page.on('pageerror', (e) => lines.push(`page error: ${e.message}`));
+    page.on('response', (r) => r.status() >= 400 && lines.push(`${r.status()} ${r.request().method()} ${r.url()}`));
     try {
       await page.goto(`${urls.gateway}/`);
       await page.selectOption('#provider', provider);
@@ -326,6 +337,33 @@ for (const provider of ['bunny_stream', 'aws_mediaconvert']) {
       await page.waitForSelector('#download:not([hidden])', { timeout: 30_000 });
       const href = await page.getAttribute('#download', 'href');
       assert.match(href, /\.mp4\?token=HS256-/);
+      // Captions: the page uploads an English and a German track; the player reloads the
+      // master, which lists both, and shows the German cue while the clip is at its time.
+      for (const [lang, label, isDefault, file] of [['en', 'English', false, captionFile('en')], ['de', 'Deutsch', true, captionFile('de')]]) {
+        await page.fill('#caption-lang', lang);
+        await page.fill('#caption-label', label);
+        await page.setChecked('#caption-default', isDefault);
+        await page.setInputFiles('#caption-file', file);
+        await page.click('#caption-upload');
+        await logSays(page, `captions ${lang}: stored`);
+      }
+      await page.waitForFunction(() => document.querySelectorAll('#captions li').length === 2, null, { timeout: 30_000 });
+      await logSays(page, 'subtitle tracks: en, de');
+      await page.evaluate(() => document.querySelector('#player').play().catch(() => {}));
+      await page.waitForFunction((text) => document.querySelector('#cue').textContent.includes(text), CUES.de.text, { timeout: 30_000 })
+        .catch(async (e) => {
+          // What the player made of the tracks: each one's mode and cue times.
+          const tracks = await page.evaluate(() => [...document.querySelector('#player').textTracks].map((t) => ({
+            language: t.language, mode: t.mode, cues: t.cues ? [...t.cues].map((c) => [c.startTime, c.endTime, c.text]) : null,
+          })));
+          e.message += `\ntext tracks: ${JSON.stringify(tracks)}; at ${await page.evaluate(() => document.querySelector('#player').currentTime)}`;
+          throw e;
+        });
+      const cue = await page.evaluate(() => ({ ...document.querySelector('#cue').dataset }));
+      console.log(`${provider}: "${CUES.de.text}" shown at ${cue.at} s (cue ${CUES.de.from}–${CUES.de.to} s)`);
+      assert.equal(cue.language, 'de');
+      // timeupdate fires every ~250 ms: the cue is seen within that of its window.
+      assert.ok(Number(cue.at) >= CUES.de.from - 0.3 && Number(cue.at) <= CUES.de.to + 0.3, JSON.stringify(cue));
     } catch (e) {
       mkdirSync(failures, { recursive: true });
       await page.screenshot({ path: join(failures, `${provider}.png`), fullPage: true }).catch(() => {});

@@ -227,7 +227,8 @@ impl BunnyStandIn {
     /// local cloud's players show them. The signed `.vtt` sidecars work on either reading.
     async fn list_subtitles(&self, guid: &str) -> Result<(), String> {
         use exvid_shared::domain::captions::{
-            master_with_subtitles, subtitle_playlist, CaptionLanguage, SubtitleRendition,
+            master_with_subtitles, subtitle_playlist, with_timestamp_map, CaptionLanguage,
+            SubtitleRendition,
         };
         let Some(video) = self.video(guid) else {
             return Ok(());
@@ -239,6 +240,7 @@ impl BunnyStandIn {
             return Ok(());
         };
         let duration_ms = video["length"].as_u64().unwrap_or(0).max(1) * 1000;
+        let start_pts = self.start_pts(guid, &master.body).await;
         let mut renditions = Vec::new();
         for t in video["captions"].as_array().into_iter().flatten() {
             let (Some(lang), Some(label)) = (t["srclang"].as_str(), t["label"].as_str()) else {
@@ -247,6 +249,20 @@ impl BunnyStandIn {
             let Ok(language) = CaptionLanguage::parse(lang) else {
                 continue;
             };
+            // The cues on the segments' MPEG-TS timeline (RFC 8216 §3.5), as exvid does on
+            // its AWS path.
+            let vtt_key = format!("{guid}/captions/{lang}.vtt");
+            if let (Some(pts), Some(vtt)) =
+                (start_pts, self.store.get(bucket, &vtt_key, None).await?)
+            {
+                let text = String::from_utf8_lossy(&vtt.body);
+                if !text.contains("X-TIMESTAMP-MAP") {
+                    let mapped = with_timestamp_map(&text, pts);
+                    self.store
+                        .put(bucket, &vtt_key, mapped.into_bytes(), "text/vtt")
+                        .await?;
+                }
+            }
             let playlist = subtitle_playlist(duration_ms, &format!("{lang}.vtt"));
             self.store
                 .put(
@@ -274,6 +290,23 @@ impl BunnyStandIn {
                 "application/vnd.apple.mpegurl",
             )
             .await
+    }
+
+    /// The MPEG-TS PTS the video's first segment starts at (master → first variant → first
+    /// segment), if it can be read.
+    async fn start_pts(&self, guid: &str, master: &[u8]) -> Option<u64> {
+        use exvid_shared::domain::captions::{first_segment_uri, first_variant_uri, ts_start_pts};
+        let bucket = &self.config.bucket;
+        let variant = format!("{guid}/{}", first_variant_uri(master)?);
+        let media = self.store.get(bucket, &variant, None).await.ok()??;
+        let dir = &variant[..variant.rfind('/')? + 1];
+        let segment = format!("{dir}{}", first_segment_uri(&media.body)?);
+        let head = self
+            .store
+            .get(bucket, &segment, Some("bytes=0-65535"))
+            .await
+            .ok()??;
+        ts_start_pts(&head.body)
     }
 
     /// `POST|DELETE /library/{id}/videos/{guid}/captions/{srclang}` (`Video_AddCaption`,

@@ -41,6 +41,14 @@ fn answer(status: StatusCode, origin: Option<&str>) -> http::response::Builder {
     )
 }
 
+fn cache_control(key: &str) -> &'static str {
+    if key.ends_with(".m3u8") || key.ends_with(".vtt") {
+        "no-cache"
+    } else {
+        "private, max-age=60"
+    }
+}
+
 fn empty(b: http::response::Builder) -> Resp {
     b.header("cache-control", "no-store")
         .body(Full::new(Bytes::new()))
@@ -107,7 +115,9 @@ impl Cdn {
         let mut b = answer(status, origin)
             .header("content-type", &object.content_type)
             .header("accept-ranges", "bytes")
-            .header("cache-control", "private, max-age=60")
+            // Playlists and captions change in place (a caption track rewrites the master):
+            // revalidated each time, as the distribution keeps them seconds (PlaylistCachePolicy).
+            .header("cache-control", cache_control(key))
             // As the distribution's response headers policy: never sniffed, no script in an
             // SVG opened as a document.
             .header("x-content-type-options", "nosniff")

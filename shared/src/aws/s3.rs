@@ -472,6 +472,34 @@ impl RenditionFiles for S3Bucket {
         Ok(Some(StoredObject { body, etag }))
     }
 
+    async fn get_head(&self, key: &str, bytes: usize) -> Result<Option<Vec<u8>>, BucketError> {
+        if bytes == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let out = match self
+            .client()
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", bytes - 1))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let mut body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| BucketError::Unavailable(e.to_string()))?
+            .to_vec();
+        // A store that ignores Range answers the whole object.
+        body.truncate(bytes);
+        Ok(Some(body))
+    }
+
     async fn put_object(
         &self,
         key: &str,

@@ -500,9 +500,87 @@ pub fn subtitle_playlist(duration_ms: u64, vtt_uri: &str) -> Vec<u8> {
     out
 }
 
+/// The first variant's URI in a master playlist (`None` for anything else).
+pub fn first_variant_uri(master: &[u8]) -> Option<String> {
+    match m3u8_rs::parse_playlist_res(master) {
+        Ok(m3u8_rs::Playlist::MasterPlaylist(p)) => p
+            .variants
+            .into_iter()
+            .find(|v| !v.is_i_frame)
+            .map(|v| v.uri),
+        _ => None,
+    }
+}
+
+/// The first segment's URI in a media playlist (`None` for anything else).
+pub fn first_segment_uri(media: &[u8]) -> Option<String> {
+    match m3u8_rs::parse_playlist_res(media) {
+        Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p.segments.into_iter().next().map(|s| s.uri),
+        _ => None,
+    }
+}
+
+/// Where the video's HLS timeline starts: the earliest PTS (90 kHz) of the PES packets that
+/// begin in `head`, the first bytes of its first MPEG-TS segment (read with `mpeg2ts`).
+/// `None` when `head` is not MPEG-TS or starts no PES packet with a PTS.
+pub fn ts_start_pts(head: &[u8]) -> Option<u64> {
+    use mpeg2ts::ts::{ReadTsPacket, TsPacketReader, TsPayload};
+    let whole = head.len() - head.len() % 188;
+    let mut reader = TsPacketReader::new(&head[..whole]);
+    let mut start: Option<u64> = None;
+    while let Ok(Some(packet)) = reader.read_ts_packet() {
+        if let Some(TsPayload::PesStart(pes)) = packet.payload {
+            if let Some(pts) = pes.header.pts {
+                let pts = pts.as_u64();
+                start = Some(start.map_or(pts, |s| s.min(pts)));
+            }
+        }
+    }
+    start
+}
+
+/// The WebVTT of an HLS subtitle rendition whose video's MPEG-TS timeline starts at
+/// `start_pts`. Without `X-TIMESTAMP-MAP` a player must map cue time 0 to MPEG-TS time 0
+/// (RFC 8216 §3.5), which shows every cue early by the video's start (ffmpeg's TS muxer starts
+/// at 1.4 s: hls.js showed a cue written for 2 s at 0.6 s). Players given the file as a sidecar
+/// ignore the header line.
+pub fn with_timestamp_map(webvtt: &str, start_pts: u64) -> String {
+    let rest = webvtt.strip_prefix("WEBVTT").unwrap_or(webvtt);
+    format!("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:{start_pts},LOCAL:00:00:00.000{rest}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timeline_start_comes_from_the_first_segment_and_maps_cue_zero() {
+        // The first 88 packets of a segment ffmpeg wrote: the video's first PES (PTS 132000)
+        // at byte 564, the audio's (PTS 129910, earlier) at byte 12032 — as ffprobe reports.
+        let ts = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/events/segment-head.ts"
+        ))
+        .unwrap();
+        assert_eq!(ts_start_pts(&ts), Some(129_910));
+        assert_eq!(ts_start_pts(&ts[..ts.len() - 7]), Some(129_910));
+        assert_eq!(ts_start_pts(&ts[..4_700]), Some(132_000));
+        assert_eq!(ts_start_pts(b"#EXTM3U\n"), None);
+        assert_eq!(ts_start_pts(&[]), None);
+        let vtt = with_timestamp_map("WEBVTT\n\n00:02.000 --> 00:04.000\nHold\n", 129_910);
+        assert_eq!(
+            vtt,
+            "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:129910,LOCAL:00:00:00.000\n\n00:02.000 --> 00:04.000\nHold\n"
+        );
+        // What is served still passes the checks (the header line is WebVTT's own).
+        let again = check(vtt.as_bytes(), CaptionFormat::WebVtt, Some(5_000)).unwrap();
+        assert_eq!(again.cues, 1);
+        let master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nlow/index.m3u8\n";
+        assert_eq!(first_variant_uri(master).as_deref(), Some("low/index.m3u8"));
+        let media = b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\nseg0.ts\n#EXT-X-ENDLIST\n";
+        assert_eq!(first_segment_uri(media).as_deref(), Some("seg0.ts"));
+        assert_eq!(first_segment_uri(master), None);
+    }
 
     const GOOD: &str = "WEBVTT\n\n1\n00:00:01.000 --> 00:00:04.000\nKeep the <i>knee</i> over the toes\n\n00:05.000 --> 00:08.500 align:start\n<v Coach>Hold for ten seconds</v>\n";
 
