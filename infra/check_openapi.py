@@ -58,7 +58,7 @@ def main():
             f"only in the template {sorted(deployed - documented)}"
         )
     with open(os.path.join(ROOT, "shared", "src", "domain", "video_event.rs"), encoding="utf-8") as f:
-        emitted = set(re.findall(r'"((?:video|playback)\.[a-z]+)"', f.read()))
+        emitted = set(re.findall(r'"((?:video|playback)\.[a-z_]+)"', f.read()))
     if set(spec.get("webhooks", {})) != emitted:
         failures.append(f"webhooks {sorted(spec.get('webhooks', {}))} != emitted {sorted(emitted)}")
     failures += bad_examples(spec)

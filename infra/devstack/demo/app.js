@@ -356,6 +356,10 @@ async function listen() {
           log(`event ${e.type} (${e.data.rule}) pushed`);
           continue;
         }
+        if (e.type === 'video.captions_ready') {
+          log(`event ${e.type} (${e.data.video_captions.map((t) => t.language).join(', ') || 'none'}) pushed`);
+          continue;
+        }
         log(`event ${e.type} (${e.data.video_provider}${e.data.video_error_code ? `, ${e.data.video_error_code}` : ''}) pushed`);
         const s = await refresh();
         if (s === 'ready' || s === 'failed') startPolling();

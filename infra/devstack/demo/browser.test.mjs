@@ -349,6 +349,9 @@ for (const provider of ['bunny_stream', 'aws_mediaconvert']) {
       }
       await page.waitForFunction(() => document.querySelectorAll('#captions li').length === 2, null, { timeout: 30_000 });
       await logSays(page, 'subtitle tracks: en, de');
+      // Each change went out as video.captions_ready (verified by the reference library).
+      await logSays(page, 'event video.captions_ready (en) pushed');
+      await logSays(page, 'event video.captions_ready (en, de) pushed');
       await page.evaluate(() => document.querySelector('#player').play().catch(() => {}));
       await page.waitForFunction((text) => document.querySelector('#cue').textContent.includes(text), CUES.de.text, { timeout: 30_000 })
         .catch(async (e) => {

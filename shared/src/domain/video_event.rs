@@ -12,7 +12,7 @@ use crate::domain::clock::Timestamp;
 use crate::domain::ids::UploadId;
 use crate::domain::lifecycle::UploadStatus;
 use crate::domain::upload_error::ErrorCode;
-use crate::domain::video::{ExerciseVideo, Provider};
+use crate::domain::video::{CaptionTrack, ExerciseVideo, Provider};
 
 /// The event types (`type` of the payload). Progress is not an event; a playback session
 /// crossing into (or out of) degraded playback is.
@@ -26,6 +26,10 @@ pub enum EventType {
     Failed,
     #[serde(rename = "video.deleted")]
     Deleted,
+    /// The playing video's caption tracks changed (added, replaced, removed, or arrived with
+    /// a replacement that kept them): the data lists the tracks it has now.
+    #[serde(rename = "video.captions_ready")]
+    CaptionsReady,
     #[serde(rename = "playback.degraded")]
     PlaybackDegraded,
     #[serde(rename = "playback.recovered")]
@@ -33,11 +37,12 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         EventType::Processing,
         EventType::Ready,
         EventType::Failed,
         EventType::Deleted,
+        EventType::CaptionsReady,
         EventType::PlaybackDegraded,
         EventType::PlaybackRecovered,
     ];
@@ -48,6 +53,7 @@ impl EventType {
             EventType::Ready => "video.ready",
             EventType::Failed => "video.failed",
             EventType::Deleted => "video.deleted",
+            EventType::CaptionsReady => "video.captions_ready",
             EventType::PlaybackDegraded => "playback.degraded",
             EventType::PlaybackRecovered => "playback.recovered",
         }
@@ -112,6 +118,18 @@ pub struct VideoData {
     pub video_width: Option<u32>,
     pub video_height: Option<u32>,
     pub video_error_code: Option<ErrorCode>,
+    /// `video.captions_ready` only: the playing rendition's tracks (no URLs: they are signed
+    /// per viewer by `GET …/video`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_captions: Option<Vec<CaptionSummary>>,
+}
+
+/// A caption track as a subscriber learns of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaptionSummary {
+    pub language: String,
+    pub label: String,
+    pub default: bool,
 }
 
 /// One event, in the Standard Webhooks payload shape (`{type, timestamp, data}`); `id` travels
@@ -150,6 +168,62 @@ fn hashed_id(parts: &[&str]) -> String {
     let digest = h.finalize();
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("msg_{hex}")
+}
+
+/// The playing rendition's caption tracks as a change is told apart: every field a track has.
+fn caption_state(v: Option<&ExerciseVideo>) -> Option<(&UploadId, &[CaptionTrack])> {
+    v?.current
+        .as_ref()
+        .map(|c| (&c.upload_id, c.captions.as_slice()))
+}
+
+/// `video.captions_ready` if the playing rendition's tracks changed in this write: tracks
+/// added, replaced or removed on the same rendition, or a new rendition that starts with
+/// tracks (kept from the one it replaced). Its id is derived from the tracks themselves, so a
+/// redelivered write repeats it and every later change is a new one.
+fn captions_event(old: Option<&ExerciseVideo>, new: &ExerciseVideo) -> Option<VideoEvent> {
+    let (upload, tracks) = caption_state(Some(new))?;
+    let before = caption_state(old)
+        .filter(|(u, _)| *u == upload)
+        .map(|(_, t)| t)
+        .unwrap_or(&[]);
+    if before == tracks {
+        return None;
+    }
+    let mut e = event(
+        new,
+        upload,
+        EventType::CaptionsReady,
+        Some(UploadStatus::Ready),
+        new.updated_at,
+    );
+    let mut parts = vec![
+        new.exercise_id.as_str().to_owned(),
+        upload.as_str().to_owned(),
+        EventType::CaptionsReady.as_str().to_owned(),
+    ];
+    for t in tracks {
+        parts.extend([
+            t.language.clone(),
+            t.label.clone(),
+            t.default.to_string(),
+            t.updated_at.to_string(),
+        ]);
+    }
+    e.id = hashed_id(&parts.iter().map(String::as_str).collect::<Vec<_>>());
+    if let EventData::Video(v) = &mut e.data {
+        v.video_captions = Some(
+            tracks
+                .iter()
+                .map(|t| CaptionSummary {
+                    language: t.language.clone(),
+                    label: t.label.clone(),
+                    default: t.default,
+                })
+                .collect(),
+        );
+    }
+    Some(e)
 }
 
 /// Each upload a record knows of, with its status: the pending one and the one playing.
@@ -191,6 +265,7 @@ pub fn derive(
                 let kind = kind_of(status)?;
                 Some(event(new, id, kind, Some(status), new.updated_at))
             })
+            .chain(captions_event(old, new))
             .collect(),
         None => old
             .and_then(|old| {
@@ -233,6 +308,7 @@ fn event(
                 .filter(|_| status == Some(UploadStatus::Failed))
                 .and_then(|p| p.error.as_ref())
                 .map(|e| e.code),
+            video_captions: None,
         }),
     }
 }
@@ -403,6 +479,78 @@ mod tests {
         assert_eq!(events[0].data.video().unwrap().video_status, None);
         assert_eq!(events[0].data.video().unwrap().upload_id, "u1");
         assert!(derive(None, None, t(9)).is_empty());
+    }
+
+    #[test]
+    fn caption_changes_are_captions_ready_with_an_id_per_change() {
+        use crate::domain::video::CaptionTrack;
+        let track = |lang: &str, at: i64| CaptionTrack {
+            language: lang.into(),
+            label: lang.to_uppercase(),
+            default: lang == "de",
+            cues: 3,
+            updated_at: t(at),
+        };
+        let mut playing = record();
+        playing.current = Some(rendition("u1"));
+        let mut en = playing.clone();
+        en.current.as_mut().unwrap().captions = vec![track("en", 10)];
+        en.updated_at = t(10);
+        let events = derive(Some(&playing), Some(&en), t(10));
+        assert_eq!(kinds(&events), ["video.captions_ready"]);
+        let body: serde_json::Value = serde_json::from_str(&events[0].body()).unwrap();
+        assert_eq!(
+            body["data"]["video_captions"],
+            json!([{"language": "en", "label": "EN", "default": false}])
+        );
+        assert_eq!(body["data"]["video_status"], "ready");
+        // A redelivery repeats the same event; other events carry no caption list.
+        assert_eq!(derive(Some(&playing), Some(&en), t(99)), events);
+        assert!(derive(Some(&en), Some(&en), t(11)).is_empty());
+        // Adding de, replacing en, removing en: each its own event and id.
+        let mut both = en.clone();
+        both.current
+            .as_mut()
+            .unwrap()
+            .captions
+            .push(track("de", 11));
+        let mut replaced = both.clone();
+        replaced.current.as_mut().unwrap().captions[0] = track("en", 12);
+        let mut removed = replaced.clone();
+        removed.current.as_mut().unwrap().captions.remove(0);
+        let ids: Vec<String> = [(&en, &both), (&both, &replaced), (&replaced, &removed)]
+            .iter()
+            .map(|(a, b)| {
+                let e = derive(Some(a), Some(b), t(13));
+                assert_eq!(kinds(&e), ["video.captions_ready"]);
+                e[0].id.clone()
+            })
+            .collect();
+        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2] && ids[0] != events[0].id);
+        // A replacement that starts with tracks kept: ready and captions_ready.
+        let mut processing = removed.clone();
+        processing.pending = Some(PendingUpload::awaiting(
+            uid("u2"),
+            Provider::AwsMediaconvert,
+            t(14),
+        ));
+        let mut kept = processing.clone();
+        kept.pending = None;
+        let mut r2 = rendition("u2");
+        r2.captions = vec![track("de", 11)];
+        kept.current = Some(r2);
+        assert_eq!(
+            kinds(&derive(Some(&processing), Some(&kept), t(15))),
+            ["video.ready", "video.captions_ready"]
+        );
+        // One that starts without: ready only.
+        let mut fresh = processing.clone();
+        fresh.pending = None;
+        fresh.current = Some(rendition("u2"));
+        assert_eq!(
+            kinds(&derive(Some(&processing), Some(&fresh), t(15))),
+            ["video.ready"]
+        );
     }
 
     #[test]
