@@ -50,6 +50,8 @@ LEAST_PRIVILEGE = {
     "TranscodeCompleteFunction": {
         "dynamodb:GetItem", "dynamodb:PutItem", "s3:DeleteObject", "s3:DeleteObjectVersion",
         "s3:ListBucketVersions", "sqs:SendMessage",
+        # A replacement that keeps its captions: read from the old rendition, written for the new.
+        "s3:GetObject", "s3:PutObject",
     },
     # Stream and queue reads come with the event sources' execution policies (below).
     "NotifyFunction": {"events:PutEvents", "sqs:SendMessage", "sqs:ChangeMessageVisibility"},
@@ -59,6 +61,8 @@ LEAST_PRIVILEGE = {
         "s3:AbortMultipartUpload",
         # An original whose Object Created event was lost: started as transcode-start would.
         "s3:GetObject", "s3:ListBucket", "mediaconvert:CreateJob", "iam:PassRole",
+        # A finished job it completes keeps captions as transcode-complete does.
+        "s3:PutObject",
     },
     "CdnKeySyncFunction": {"cloudfront-keyvaluestore:DescribeKeyValueStore", "cloudfront-keyvaluestore:PutKey"},
     # Session items only (LeadingKeys PLAYBACK#*, checked below) and the two session indexes.

@@ -14,6 +14,8 @@
 
 pub mod aws;
 pub mod bunny;
+#[cfg(feature = "captions")]
+pub mod caption_files;
 pub mod config;
 pub mod domain;
 pub mod lazy_client;

@@ -18,7 +18,8 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
-use exvid_shared::bunny::client::{BunnyApi, BunnyError};
+use exvid_shared::bunny::client::{BunnyApi, BunnyCaptions, BunnyError};
+use exvid_shared::bunny::kept_captions;
 use exvid_shared::bunny::retired;
 use exvid_shared::bunny::video::VideoObject;
 use exvid_shared::bunny::webhook::{self, Effect, Notification, SignatureHeaders, SigningKey};
@@ -79,7 +80,7 @@ pub struct BunnyWebhook<S, P, C> {
     config: WebhookConfig,
 }
 
-impl<S: VideoStore, P: BunnyApi, C: Clock> BunnyWebhook<S, P, C> {
+impl<S: VideoStore, P: BunnyApi + BunnyCaptions, C: Clock> BunnyWebhook<S, P, C> {
     pub fn new(store: S, bunny: P, clock: C, config: WebhookConfig) -> Self {
         BunnyWebhook {
             store,
@@ -155,11 +156,16 @@ impl<S: VideoStore, P: BunnyApi, C: Clock> BunnyWebhook<S, P, C> {
             Facts::Known(video) => video,
             Facts::Gone => return Ok(WebhookReport::new("ignored", "video gone at Bunny")),
         };
+        let before = record.clone();
         let outcome = self
             .write(&pointer, record, |v, upload, now| {
                 effect.apply(v, upload, &guid, video.as_deref(), now)
             })
             .await?;
+        if let (Outcome::Applied { video: after, .. }, Some(before)) = (&outcome, &before) {
+            kept_captions::remove_unkept(&self.bunny, before, after, &pointer.upload_id, &guid)
+                .await;
+        }
         Ok(match outcome {
             Outcome::Applied { value, .. } => {
                 WebhookReport::new(value, format!("status {:?}", note.status))

@@ -181,9 +181,9 @@ pub fn backoff(age: Duration, after: Duration) -> Duration {
 impl<S, P, J, B, C> Reconcile<S, P, J, B, C>
 where
     S: VideoStore,
-    P: BunnyApi,
+    P: BunnyApi + exvid_shared::bunny::client::BunnyCaptions,
     J: JobLookup,
-    B: MediaBucket + MultipartUploads,
+    B: MediaBucket + MultipartUploads + exvid_shared::media_bucket::RenditionFiles,
     C: Clock,
 {
     pub fn new(
@@ -223,9 +223,9 @@ where
 impl<S, P, J, B, C, T> Reconcile<S, P, J, B, C, T>
 where
     S: VideoStore,
-    P: BunnyApi,
+    P: BunnyApi + exvid_shared::bunny::client::BunnyCaptions,
     J: JobLookup,
-    B: MediaBucket + MultipartUploads,
+    B: MediaBucket + MultipartUploads + exvid_shared::media_bucket::RenditionFiles,
     C: Clock,
     T: StartsTranscodes,
 {
@@ -466,6 +466,16 @@ where
             |v, upload, now| effect.apply(v, upload, &guid, Some(&video), now),
         )
         .await?;
+        if let Outcome::Applied { video: after, .. } = &outcome {
+            exvid_shared::bunny::kept_captions::remove_unkept(
+                bunny,
+                &record,
+                after,
+                &pending.upload_id,
+                &guid,
+            )
+            .await;
+        }
         match outcome {
             Outcome::Applied { value: "ready", .. } => Ok(Verdict::RecoveredReady),
             Outcome::Applied {
@@ -662,6 +672,22 @@ mod tests {
         down: bool,
     }
 
+    // No test here replaces a video that keeps captions: none is ever removed.
+    impl exvid_shared::bunny::client::BunnyCaptions for Bunny {
+        async fn add_caption(
+            &self,
+            _: &BunnyGuid,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<(), BunnyError> {
+            unreachable!("the reconciler never adds captions")
+        }
+        async fn delete_caption(&self, _: &BunnyGuid, _: &str) -> Result<Deleted, BunnyError> {
+            unreachable!("no caption to remove in the reconciler's tests")
+        }
+    }
+
     impl BunnyApi for Bunny {
         fn library_id(&self) -> u64 {
             133
@@ -723,6 +749,28 @@ mod tests {
         ) -> Result<Vec<&'static str>, String> {
             self.0.lock().unwrap().push(event.clone());
             Ok(vec!["job_created"])
+        }
+    }
+
+    // No test here replaces a video that keeps captions: no caption file is ever asked for.
+    impl exvid_shared::media_bucket::RenditionFiles for Bucket {
+        async fn get_object(
+            &self,
+            _: &str,
+        ) -> Result<Option<exvid_shared::media_bucket::StoredObject>, BucketError> {
+            unreachable!("no caption files in the reconciler's tests")
+        }
+        async fn put_object(
+            &self,
+            _: &str,
+            _: Vec<u8>,
+            _: &str,
+            _: Option<&str>,
+        ) -> Result<(), exvid_shared::media_bucket::FileWriteError> {
+            unreachable!("no caption files in the reconciler's tests")
+        }
+        async fn delete_object(&self, _: &str) -> Result<(), BucketError> {
+            unreachable!("no caption files in the reconciler's tests")
         }
     }
 

@@ -10,11 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
 
+use exvid_shared::caption_files;
 use exvid_shared::config::{ConfigError, Env};
 use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::media_keys;
 use exvid_shared::domain::video::{ExerciseVideo, Ignored, Provider, Rendition};
-use exvid_shared::media_bucket::MediaBucket;
+use exvid_shared::media_bucket::{MediaBucket, RenditionFiles};
 use exvid_shared::mediaconvert::event::{self, JobChange, JobOwner, JobStateDetail};
 use exvid_shared::store::{self, Outcome, Start, StoreError, VideoStore, Write};
 
@@ -38,6 +39,9 @@ impl CompleteConfig {
 pub enum CompleteError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Kept captions could not be written for the new rendition (the bucket; retried).
+    #[error("kept captions: {0}")]
+    Captions(#[from] caption_files::CarryError),
 }
 
 /// What the event did (the function's answer, for logs and tests).
@@ -63,7 +67,7 @@ pub struct TranscodeComplete<S, B, C> {
     config: CompleteConfig,
 }
 
-impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
+impl<S: VideoStore, B: MediaBucket + RenditionFiles, C: Clock> TranscodeComplete<S, B, C> {
     pub fn new(store: S, bucket: B, clock: C, config: CompleteConfig) -> Self {
         TranscodeComplete {
             store,
@@ -162,8 +166,11 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
                     .await?;
                 Ok(report(outcome, "failed", detail))
             }
-            JobChange::Complete(rendition) => {
+            JobChange::Complete(mut rendition) => {
                 let detail = rendition.hls_path.clone();
+                // A replacement that keeps its captions: their files next to its HLS output
+                // and in its master before the record lets it play.
+                rendition.captions = self.carry_captions(owner, &rendition).await?;
                 let outcome = self
                     .update(owner, |v| {
                         v.complete(upload, job, (*rendition).clone(), now)
@@ -180,6 +187,23 @@ impl<S: VideoStore, B: MediaBucket, C: Clock> TranscodeComplete<S, B, C> {
             }
             JobChange::Nothing { status } => Ok(CompleteReport::new("acknowledged", status)),
         }
+    }
+
+    /// The caption tracks the job's upload keeps from the rendition it replaces, written for
+    /// it (`caption_files::carry_to_hls`); none unless the intake asked for them.
+    async fn carry_captions(
+        &self,
+        owner: &JobOwner,
+        rendition: &Rendition,
+    ) -> Result<Vec<exvid_shared::domain::video::CaptionTrack>, CompleteError> {
+        let before = self
+            .store
+            .get(&owner.exercise_id, exvid_shared::store::Consistency::Strong)
+            .await?;
+        let Some(before) = before.filter(|v| v.in_scope(&owner.scope).is_ok()) else {
+            return Ok(Vec::new());
+        };
+        Ok(caption_files::carry_to_hls(&self.bucket, &before, rendition).await?)
     }
 
     /// One write of the job's upload through the store's write path. A job names its exercise

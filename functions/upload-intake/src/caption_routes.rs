@@ -19,8 +19,9 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
 use exvid_shared::bunny::client::{BunnyApi, BunnyCaptions};
+use exvid_shared::caption_files::{self, RenditionDir};
 use exvid_shared::domain::auth::{authorize, Action, Principal};
-use exvid_shared::domain::captions::{self, CaptionFormat, CaptionLanguage, SubtitleRendition};
+use exvid_shared::domain::captions::{self, CaptionFormat, CaptionLanguage};
 use exvid_shared::domain::clock::Clock;
 use exvid_shared::domain::ids::{ExerciseId, UploadIds};
 use exvid_shared::domain::media_keys;
@@ -31,7 +32,6 @@ use exvid_shared::store::{self, Consistency, Decision, Outcome, Start, VideoStor
 
 use crate::Intake;
 
-const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 /// How often a master rewrite is tried again after another change landed first.
 const MASTER_ATTEMPTS: usize = 5;
 
@@ -123,34 +123,25 @@ where
         let lang = t.language.as_str();
 
         // The files first: a record naming a track whose file is missing would be played.
+        let dir = RenditionDir {
+            scope: &video.scope,
+            exercise: t.exercise_id,
+            upload: &rendition.upload_id,
+        };
         match (rendition.provider, &rendition.bunny_guid) {
             (Provider::BunnyStream, Some(guid)) => {
                 self.bunny()?
                     .add_caption(guid, lang, &label, &checked.webvtt)
                     .await?;
+                caption_files::write_copy(&self.bucket, dir, lang, &checked.webvtt)
+                    .await
+                    .map_err(file_error)?;
             }
             _ => {
-                let (vtt, playlist) = media_keys::caption_keys(
-                    &video.scope,
-                    t.exercise_id,
-                    &rendition.upload_id,
-                    lang,
-                );
                 let duration = duration_ms.unwrap_or(checked.last_end_ms);
-                let webvtt = match self
-                    .hls_start_pts(&video.scope, t.exercise_id, rendition)
-                    .await?
-                {
-                    Some(pts) => captions::with_timestamp_map(&checked.webvtt, pts),
-                    None => checked.webvtt.clone(),
-                };
-                self.put_file(&vtt, webvtt.into_bytes(), "text/vtt").await?;
-                self.put_file(
-                    &playlist,
-                    captions::subtitle_playlist(duration, &format!("{lang}.vtt")),
-                    PLAYLIST_TYPE,
-                )
-                .await?;
+                caption_files::write_hls_track(&self.bucket, dir, lang, &checked.webvtt, duration)
+                    .await
+                    .map_err(file_error)?;
             }
         }
 
@@ -161,6 +152,7 @@ where
             label: label.clone(),
             default,
             cues: u32::try_from(checked.cues).unwrap_or(u32::MAX),
+            last_end_ms: checked.last_end_ms,
             updated_at: now,
         };
         let outcome = store::write(
@@ -244,78 +236,23 @@ where
         if video.current.as_ref().map(|c| c.provider) == Some(Provider::AwsMediaconvert) {
             // The master stops listing the track before its files go.
             self.publish_master(t.exercise_id, &video).await?;
-            let (vtt, playlist) =
-                media_keys::caption_keys(&video.scope, t.exercise_id, &upload_id, lang);
-            self.bucket.delete_object(&playlist).await?;
-            self.bucket.delete_object(&vtt).await?;
         }
+        let dir = RenditionDir {
+            scope: &video.scope,
+            exercise: t.exercise_id,
+            upload: &upload_id,
+        };
+        caption_files::delete_track(&self.bucket, dir, lang).await?;
         tracing::info!(language = lang, "caption track deleted");
         let mut r = Response::new(Body::Empty);
         *r.status_mut() = StatusCode::NO_CONTENT;
         Ok(r)
     }
 
-    /// Where the rendition's HLS timeline starts (MPEG-TS PTS of its first segment, through
-    /// the master and the first variant), for the captions' `X-TIMESTAMP-MAP`. `None` when
-    /// the output is not MPEG-TS or not where the master says (logged: cues then play from the
-    /// PTS origin, as players assume without a map).
-    async fn hls_start_pts(
-        &self,
-        scope: &exvid_shared::domain::ids::Scope,
-        exercise_id: &ExerciseId,
-        rendition: &Rendition,
-    ) -> Result<Option<u64>, ApiError> {
-        /// Enough for the first PES packet of every stream of a segment.
-        const HEAD_BYTES: usize = 64 * 1024;
-        let master = media_keys::hls_master_key(scope, exercise_id, &rendition.upload_id);
-        let dir = &master[..master.rfind('/').map_or(0, |i| i + 1)];
-        let Some(body) = self.bucket.get_object(&master).await? else {
-            return Ok(None);
-        };
-        let Some(variant) = captions::first_variant_uri(&body.body).and_then(|u| below(dir, &u))
-        else {
-            tracing::warn!(key = master, "master lists no variant below it");
-            return Ok(None);
-        };
-        let Some(body) = self.bucket.get_object(&variant).await? else {
-            return Ok(None);
-        };
-        let variant_dir = &variant[..variant.rfind('/').map_or(0, |i| i + 1)];
-        let Some(segment) =
-            captions::first_segment_uri(&body.body).and_then(|u| below(variant_dir, &u))
-        else {
-            tracing::warn!(key = variant, "variant lists no segment below it");
-            return Ok(None);
-        };
-        let Some(head) = self.bucket.get_head(&segment, HEAD_BYTES).await? else {
-            return Ok(None);
-        };
-        let start = captions::ts_start_pts(&head);
-        if start.is_none() {
-            tracing::info!(
-                key = segment,
-                "first segment is not MPEG-TS: captions carry no timestamp map"
-            );
-        }
-        Ok(start)
-    }
-
     fn bunny(&self) -> Result<&P, ApiError> {
         self.bunny
             .as_ref()
             .ok_or(ApiError::ProviderNotConfigured(Provider::BunnyStream))
-    }
-
-    async fn put_file(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ApiError> {
-        self.bucket
-            .put_object(key, body, content_type, None)
-            .await
-            .map_err(|e| match e {
-                FileWriteError::Bucket(b) => ApiError::Bucket(b),
-                FileWriteError::Changed => {
-                    ApiError::Refused(exvid_shared::domain::video::Ignored::Unchanged)
-                }
-            })
     }
 
     /// Rewrites the playing rendition's master playlist to list the record's tracks: read the
@@ -344,18 +281,7 @@ where
                 // Replaced meanwhile: this master no longer plays.
                 return Ok(());
             };
-            let tracks = current
-                .captions
-                .iter()
-                .map(|t| {
-                    Ok(SubtitleRendition {
-                        language: CaptionLanguage::parse(&t.language)?,
-                        label: t.label.clone(),
-                        default: t.default,
-                        uri: format!("captions/{}.m3u8", t.language),
-                    })
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
+            let tracks = caption_files::subtitle_renditions(&current.captions);
             let body = captions::master_with_subtitles(&master.body, &tracks).map_err(|e| {
                 tracing::error!(key, error = %e, "master playlist not rewritable");
                 ApiError::Refused(exvid_shared::domain::video::Ignored::Unchanged)
@@ -365,7 +291,7 @@ where
             }
             match self
                 .bucket
-                .put_object(&key, body, PLAYLIST_TYPE, Some(&master.etag))
+                .put_object(&key, body, caption_files::PLAYLIST_TYPE, Some(&master.etag))
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -379,43 +305,12 @@ where
     }
 }
 
-/// The key of `uri` relative to `dir`, if it stays below it (a plain relative path: no scheme,
-/// no absolute path, no `..`, no query).
-fn below(dir: &str, uri: &str) -> Option<String> {
-    let plain = !uri.is_empty()
-        && !uri.contains("://")
-        && !uri.starts_with('/')
-        && !uri.contains('?')
-        && !uri
-            .split('/')
-            .any(|p| p == ".." || p == "." || p.is_empty());
-    plain.then(|| format!("{dir}{uri}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::below;
-
-    #[test]
-    fn playlist_uris_resolve_below_their_directory_only() {
-        assert_eq!(
-            below("a/hls/", "original_720p.m3u8").as_deref(),
-            Some("a/hls/original_720p.m3u8")
-        );
-        assert_eq!(
-            below("a/hls/", "720p/seg0.ts").as_deref(),
-            Some("a/hls/720p/seg0.ts")
-        );
-        for bad in [
-            "../x.m3u8",
-            "/abs.m3u8",
-            "https://e/x.ts",
-            "a//b.ts",
-            "x.ts?t=1",
-            "",
-            "./x.ts",
-        ] {
-            assert_eq!(below("a/hls/", bad), None, "{bad}");
+/// A file write that did not happen, as the API answers it.
+pub(crate) fn file_error(e: FileWriteError) -> ApiError {
+    match e {
+        FileWriteError::Bucket(b) => ApiError::Bucket(b),
+        FileWriteError::Changed => {
+            ApiError::Refused(exvid_shared::domain::video::Ignored::Unchanged)
         }
     }
 }

@@ -24,6 +24,7 @@ use tracing::Instrument;
 
 use exvid_shared::bunny::client::{BunnyApi, BunnyCaptions};
 use exvid_shared::bunny::tus::{self, TusMetadata, TusUpload};
+use exvid_shared::caption_files::{self, RenditionDir};
 use exvid_shared::config::{ConfigError, Env};
 use exvid_shared::domain::auth::{authorize, Action, ClaimNames, Principal};
 use exvid_shared::domain::clock::Clock;
@@ -482,6 +483,8 @@ where
         // Videos this upload abandoned (an earlier pending one) go now; a failure is retried by
         // the webhook's next write or the exercise's deletion.
         bunny.delete_retired(&written.retired_bunny_videos).await;
+        self.keep_captions_on_bunny(&written, u.upload_id, &guid)
+            .await?;
         let upload = bunny.tus_upload(
             &guid,
             expire.unix(),
@@ -493,15 +496,59 @@ where
         Ok((UploadTarget::Tus(upload), expire.to_rfc3339()))
     }
 
+    /// Bunny path, a replacement that keeps its captions: the playing video's tracks go to the
+    /// new Bunny video now, from exvid's copies (Bunny has no call to read a track back); the
+    /// record lists those that fit once the new video is ready and its length is known
+    /// (`ExerciseVideo::kept_captions`). The old video keeps its own until it is retired.
+    async fn keep_captions_on_bunny(
+        &self,
+        written: &ExerciseVideo,
+        upload_id: &UploadId,
+        guid: &BunnyGuid,
+    ) -> Result<(), ApiError> {
+        let (Some(current), Some(bunny)) = (&written.current, &self.bunny) else {
+            return Ok(());
+        };
+        if written.kept_captions(upload_id, None).is_empty() {
+            return Ok(());
+        }
+        let from = RenditionDir {
+            scope: &written.scope,
+            exercise: &written.exercise_id,
+            upload: &current.upload_id,
+        };
+        let to = RenditionDir {
+            upload: upload_id,
+            ..from
+        };
+        for track in &current.captions {
+            let Some(webvtt) =
+                caption_files::read_track(&self.bucket, from, &track.language).await?
+            else {
+                tracing::warn!(language = track.language, "kept caption track has no copy");
+                continue;
+            };
+            bunny
+                .add_caption(guid, &track.language, &track.label, &webvtt)
+                .await?;
+            caption_files::write_copy(&self.bucket, to, &track.language, &webvtt)
+                .await
+                .map_err(caption_routes::file_error)?;
+        }
+        tracing::info!(tracks = current.captions.len(), bunny_guid = %guid, "caption tracks kept for the replacement");
+        Ok(())
+    }
+
     /// Records `pending` as the exercise's latest upload (with the Bunny pointer, in the same
     /// transaction) through the store's write path. Returns the record as written.
     async fn write_pending(
         &self,
         u: &NewUpload<'_>,
         stored: Option<ExerciseVideo>,
-        pending: PendingUpload,
+        mut pending: PendingUpload,
         pointer: Option<&BunnyPointer>,
     ) -> Result<ExerciseVideo, ApiError> {
+        pending.keep_captions = u.request.keep_captions;
         let pointers = pointer.map_or(Pointers::Keep, Pointers::Create);
         let now = self.clock.now();
         let outcome = store::upsert(

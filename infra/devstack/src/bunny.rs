@@ -647,6 +647,10 @@ impl BunnyStandIn {
         self.webhook(&guid, 0).await;
         match self.transcode(&guid, &input).await {
             Ok(()) => {
+                // Tracks added before the video was encoded are listed once it is.
+                if let Err(e) = self.list_subtitles(&guid).await {
+                    (self.say)(format!("bunny: captions of {guid} not listed: {e}"));
+                }
                 (self.say)(format!(
                     "bunny: video {guid} finished in {:.1} s",
                     started.elapsed().as_secs_f64()

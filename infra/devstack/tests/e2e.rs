@@ -94,31 +94,41 @@ fn now() -> i64 {
 /// A 10 s 720p clip with sound, made once per test run.
 fn clip() -> &'static Vec<u8> {
     static CLIP: OnceLock<Vec<u8>> = OnceLock::new();
-    CLIP.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!("exvid-e2e-{}.mp4", std::process::id()));
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i"])
-            .arg("testsrc2=size=1280x720:rate=30:duration=10")
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=10"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-shortest",
-            ])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg must be installed for the end-to-end tests (apt-get install ffmpeg)");
-        assert!(status.success(), "ffmpeg could not make the test clip");
-        let bytes = std::fs::read(&path).unwrap();
-        let _ = std::fs::remove_file(&path);
-        bytes
-    })
+    CLIP.get_or_init(|| make_clip(10))
+}
+
+/// Five seconds: a replacement shorter than the ten-second clip.
+fn short_clip() -> &'static Vec<u8> {
+    static CLIP: OnceLock<Vec<u8>> = OnceLock::new();
+    CLIP.get_or_init(|| make_clip(5))
+}
+
+fn make_clip(seconds: u32) -> Vec<u8> {
+    let path =
+        std::env::temp_dir().join(format!("exvid-e2e-{}-{seconds}s.mp4", std::process::id()));
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=1280x720:rate=30:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={seconds}"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg must be installed for the end-to-end tests (apt-get install ffmpeg)");
+    assert!(status.success(), "ffmpeg could not make the test clip");
+    let bytes = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    bytes
 }
 
 async fn start() -> Stack {
@@ -753,7 +763,23 @@ async fn start_with(options: StackOptions) -> Stack {
 
 /// POST intake for `exercise` with `provider`; the 201 body.
 async fn intake_for(stack: &Stack, exercise: &str, provider: &str, size: usize) -> Value {
+    intake_with(stack, exercise, provider, size, json!({})).await
+}
+
+/// An intake whose body has `extra` members too.
+async fn intake_with(
+    stack: &Stack,
+    exercise: &str,
+    provider: &str,
+    size: usize,
+    extra: Value,
+) -> Value {
     let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
+    let mut body =
+        json!({"filename": "knee bend.mp4", "content_type": "video/mp4", "size_bytes": size});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
     let r = fetch(
         "POST",
         &api,
@@ -762,9 +788,7 @@ async fn intake_for(stack: &Stack, exercise: &str, provider: &str, size: usize) 
             ("content-type", "application/json".into()),
             ("x-exvid-provider", provider.into()),
         ],
-        json!({"filename": "knee bend.mp4", "content_type": "video/mp4", "size_bytes": size})
-            .to_string()
-            .into_bytes(),
+        body.to_string().into_bytes(),
     )
     .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -1329,6 +1353,106 @@ async fn caption_tracks_play_from_the_master_and_as_signed_sidecars() {
                 404,
                 "{provider}"
             );
+        }
+    })
+    .await;
+    if result.is_err() {
+        panic!(
+            "timed out; the local cloud's log:\n{}",
+            stack.log().join("\n")
+        );
+    }
+}
+
+/// Uploads `file` for the intake answer on `provider`'s path.
+async fn upload_for(provider: &str, intake: &Value, file: &[u8]) {
+    if provider == "bunny_stream" {
+        upload_with_tus(&intake["upload"], file).await;
+    } else {
+        upload_to_s3(&intake["upload"], file).await;
+    }
+}
+
+/// Polls until the exercise plays a video of about `seconds`; the answer.
+async fn playing_length(stack: &Stack, exercise: &str, seconds: f64) -> Value {
+    let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = fetch("GET", &api, &[bearer("org-e2e", "patient")], vec![])
+            .await
+            .json();
+        let d = v["video_duration_seconds"].as_f64().unwrap_or(0.0);
+        if (d - seconds).abs() < 1.0 {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never played {seconds} s: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replacement_keeps_the_captions_that_fit_only_when_asked() {
+    let stack = start().await;
+    let fits = "WEBVTT\n\n00:01.000 --> 00:03.000\nKeep the knee over the toes\n";
+    let too_long = "WEBVTT\n\n00:01.000 --> 00:08.000\nKnie über den Zehen halten\n";
+    let result = tokio::time::timeout(Duration::from_secs(400), async {
+        for (exercise, provider) in [
+            ("ex-keep-aws", "aws_mediaconvert"),
+            ("ex-keep-bunny", "bunny_stream"),
+        ] {
+            let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
+            let first = intake_for(&stack, exercise, provider, clip().len()).await;
+            upload_for(provider, &first, clip()).await;
+            let v = settled(&stack, exercise, Duration::from_secs(120)).await;
+            assert_eq!(v["video_status"], "ready", "{v}");
+            put_caption(&stack, exercise, "en", "label=English", fits).await;
+            put_caption(&stack, exercise, "de", "label=Deutsch", too_long).await;
+
+            // A five-second replacement that keeps its captions: until it is ready the old
+            // video plays with both tracks.
+            let keep = json!({"keep_captions": true});
+            let second = intake_with(&stack, exercise, provider, short_clip().len(), keep).await;
+            let v = fetch("GET", &api, &[bearer("org-e2e", "patient")], vec![])
+                .await
+                .json();
+            assert_eq!(v["video_captions"].as_array().unwrap().len(), 2, "{v}");
+            upload_for(provider, &second, short_clip()).await;
+            let v = playing_length(&stack, exercise, 5.0).await;
+            // Then it plays with the track that fits it: en (ends at 3 s), not de (8 s).
+            let langs: Vec<&str> = v["video_captions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["language"].as_str().unwrap())
+                .collect();
+            assert_eq!(langs, ["en"], "{provider}: {v}");
+            // On Bunny the track that does not fit is removed from the new video right after
+            // the record lets it play: its playlist follows within moments.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let master = fetch("GET", v["video_url"].as_str().unwrap(), &[], vec![]).await;
+                let listed = subtitle_languages(&master.body);
+                if listed == ["en"] {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{provider}: the master lists {listed:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let sidecar = v["video_captions"][0]["url"].as_str().unwrap();
+            let r = fetch("GET", sidecar, &[], vec![]).await;
+            assert_eq!(r.status, 200, "{sidecar}");
+            assert!(String::from_utf8_lossy(&r.body).contains("Keep the knee over the toes"));
+
+            // A replacement that does not ask starts without captions.
+            let third = intake_for(&stack, exercise, provider, clip().len()).await;
+            upload_for(provider, &third, clip()).await;
+            let v = playing_length(&stack, exercise, 10.0).await;
+            assert_eq!(v["video_captions"], json!([]), "{provider}: {v}");
+            let master = fetch("GET", v["video_url"].as_str().unwrap(), &[], vec![]).await;
+            assert!(subtitle_languages(&master.body).is_empty(), "{provider}");
         }
     })
     .await;

@@ -14,6 +14,8 @@ pub mod webhook;
 #[cfg(feature = "bunny")]
 pub mod client;
 #[cfg(feature = "bunny")]
+pub mod kept_captions;
+#[cfg(feature = "bunny")]
 pub mod retired;
 
 /// Bunny's Stream API (`BUNNY_API_BASE_URL` overrides it for fakes and the local cloud).

@@ -575,6 +575,9 @@ mod tests {
         // What is served still passes the checks (the header line is WebVTT's own).
         let again = check(vtt.as_bytes(), CaptionFormat::WebVtt, Some(5_000)).unwrap();
         assert_eq!(again.cues, 1);
+        // Checked again, the served file gives back the cues without the map: what a
+        // replacement video's captions are made from.
+        assert_eq!(again.webvtt, "WEBVTT\n\n00:02.000 --> 00:04.000\nHold\n");
         let master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nlow/index.m3u8\n";
         assert_eq!(first_variant_uri(master).as_deref(), Some("low/index.m3u8"));
         let media = b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\nseg0.ts\n#EXT-X-ENDLIST\n";

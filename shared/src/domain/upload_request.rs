@@ -49,6 +49,10 @@ struct Body {
     /// Videos only: ask for (or refuse) an S3 multipart upload on the AWS path.
     #[serde(default)]
     multipart: Option<bool>,
+    /// Videos only: the replacement keeps the playing video's caption tracks whose cues fit
+    /// its length (default: it starts without captions).
+    #[serde(default)]
+    keep_captions: Option<bool>,
 }
 
 fn body(raw: &[u8]) -> Result<Body, IntakeError> {
@@ -92,6 +96,8 @@ pub struct VideoUpload {
     pub scope: Option<Scope>,
     /// `multipart` as asked; absent: intake decides by size.
     pub multipart: Option<bool>,
+    /// Keep the playing video's caption tracks that fit the replacement.
+    pub keep_captions: bool,
 }
 
 pub fn video(raw: &[u8]) -> Result<VideoUpload, IntakeError> {
@@ -113,6 +119,7 @@ pub fn video(raw: &[u8]) -> Result<VideoUpload, IntakeError> {
         size_bytes: b.size_bytes,
         scope: b.scope.as_deref().map(Scope::parse).transpose()?,
         multipart: b.multipart,
+        keep_captions: b.keep_captions.unwrap_or(false),
     })
 }
 

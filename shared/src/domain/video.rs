@@ -105,7 +105,22 @@ pub struct CaptionTrack {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
     pub cues: u32,
+    /// When its last cue ends (ms): whether it fits a replacement video. 0 for tracks recorded
+    /// before this was kept (they are taken to fit).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_end_ms: u64,
     pub updated_at: Timestamp,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl CaptionTrack {
+    /// Whether every cue ends within a video of `duration_seconds` (unknown: it fits).
+    pub fn fits(&self, duration_seconds: Option<f64>) -> bool {
+        duration_seconds.is_none_or(|d| self.last_end_ms as f64 <= d * 1000.0 + 0.5)
+    }
 }
 
 /// The latest upload that is not ready yet.
@@ -137,6 +152,9 @@ pub struct PendingUpload {
     /// An S3 multipart upload (aws_mediaconvert, resumable): S3's id for it and its part plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multipart: Option<MultipartUpload>,
+    /// The admin asked the replacement to keep the playing video's caption tracks that fit it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_captions: bool,
 }
 
 impl PendingUpload {
@@ -155,6 +173,7 @@ impl PendingUpload {
             upload_expires_at: None,
             quiet_until: None,
             multipart: None,
+            keep_captions: false,
         }
     }
 
@@ -481,6 +500,10 @@ impl ExerciseVideo {
     ) -> Result<Option<Rendition>, Ignored> {
         let pending = self.pending_for(upload_id, job_id)?;
         pending.status.transition(UploadStatus::Ready)?;
+        let mut rendition = rendition;
+        if rendition.captions.is_empty() {
+            rendition.captions = self.kept_captions(upload_id, rendition.duration_seconds);
+        }
         self.pending = None;
         let kept = rendition.bunny_guid.clone();
         let replaced = self.current.replace(rendition);
@@ -491,6 +514,30 @@ impl ExerciseVideo {
         }
         self.touch(now);
         Ok(replaced)
+    }
+
+    /// The playing rendition's caption tracks that `upload_id`, a pending replacement of
+    /// `duration_seconds` asked to keep, in their order: those whose cues all end within it.
+    /// None unless the upload asked (`keep_captions` on intake). The completion writers copy
+    /// these tracks' files to the new rendition before they complete it.
+    pub fn kept_captions(
+        &self,
+        upload_id: &UploadId,
+        duration_seconds: Option<f64>,
+    ) -> Vec<CaptionTrack> {
+        let asked = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| &p.upload_id == upload_id && p.keep_captions);
+        match (&self.current, asked) {
+            (Some(c), true) => c
+                .captions
+                .iter()
+                .filter(|t| t.fits(duration_seconds))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// The final facts of the rendition that already plays (Bunny: "finished" after the first
@@ -1031,8 +1078,59 @@ mod tests {
             label: lang.to_uppercase(),
             default,
             cues: 3,
+            last_end_ms: 4_000,
             updated_at: t(5),
         }
+    }
+
+    #[test]
+    fn a_replacement_keeps_the_tracks_that_fit_only_when_asked() {
+        let mut v = started("u1");
+        v.complete(&uid("u1"), None, bunny("u1", "g1"), t(1))
+            .unwrap();
+        let long = CaptionTrack {
+            last_end_ms: 9_000,
+            ..track("de", true)
+        };
+        v.put_caption(&uid("u1"), track("en", false), t(2)).unwrap();
+        v.put_caption(&uid("u1"), long, t(3)).unwrap();
+        let mut asked = PendingUpload::awaiting(uid("u2"), Provider::BunnyStream, t(4));
+        asked.keep_captions = true;
+        v.begin_upload(&Scope::Global, asked, t(4)).unwrap();
+        // Until the replacement is ready, the old tracks play with the old rendition.
+        assert_eq!(v.current.as_ref().unwrap().captions.len(), 2);
+        // A 5 s replacement: en (ends at 4 s) fits, de (ends at 9 s) does not.
+        let mut short = bunny("u2", "g2");
+        short.duration_seconds = Some(5.0);
+        assert_eq!(
+            v.kept_captions(&uid("u2"), Some(5.0))
+                .iter()
+                .map(|t| t.language.as_str())
+                .collect::<Vec<_>>(),
+            ["en"]
+        );
+        assert!(v.kept_captions(&uid("u9"), Some(5.0)).is_empty());
+        v.complete(&uid("u2"), None, short, t(5)).unwrap();
+        let c = &v.current.as_ref().unwrap().captions;
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].language, "en");
+        // Not asked: a replacement starts without captions, whatever fits.
+        v.begin_upload(
+            &Scope::Global,
+            PendingUpload::awaiting(uid("u3"), Provider::BunnyStream, t(6)),
+            t(6),
+        )
+        .unwrap();
+        assert!(v.kept_captions(&uid("u3"), None).is_empty());
+        v.complete(&uid("u3"), None, bunny("u3", "g3"), t(7))
+            .unwrap();
+        assert!(v.current.as_ref().unwrap().captions.is_empty());
+        // Tracks recorded before their end was kept fit anything.
+        assert!(CaptionTrack {
+            last_end_ms: 0,
+            ..track("fr", false)
+        }
+        .fits(Some(0.5)));
     }
 
     #[test]

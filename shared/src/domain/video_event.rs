@@ -489,6 +489,7 @@ mod tests {
             label: lang.to_uppercase(),
             default: lang == "de",
             cues: 3,
+            last_end_ms: 1_000,
             updated_at: t(at),
         };
         let mut playing = record();
