@@ -471,7 +471,10 @@ pub fn captions(data: &[u8]) {
                 Ok(1)
             );
         }
-        let _ = (captions::first_variant_uri(rest), captions::first_segment_uri(rest));
+        let _ = (
+            captions::first_variant_uri(rest),
+            captions::first_segment_uri(rest),
+        );
         return;
     }
     let format = if mode & 1 == 0 {
