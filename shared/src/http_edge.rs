@@ -132,6 +132,9 @@ pub enum ApiError {
     /// A body of a type the route does not take.
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
+    /// Automatic captions asked of a path that has none, or for a language that has a track.
+    #[error("automatic captions: {0}")]
+    AutomaticCaptions(String),
 }
 
 /// The one conversion of an access decision into the HTTP answer.
@@ -260,6 +263,12 @@ impl ApiError {
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
+                Some(why.clone()),
+            ),
+            ApiError::AutomaticCaptions(why) => Problem::new(
+                S::CONFLICT,
+                "automatic-captions-unavailable",
+                "Automatic captions are not available",
                 Some(why.clone()),
             ),
         }

@@ -1,5 +1,6 @@
 //! A fake Bunny Stream API speaking the documented wire format: `AccessKey` auth,
-//! `POST/GET/DELETE /library/{id}/videos[/{guid}]`, `POST/DELETE …/{guid}/captions/{srclang}`
+//! `POST/GET/DELETE /library/{id}/videos[/{guid}]`, `POST/DELETE …/{guid}/captions/{srclang}`,
+//! `POST …/{guid}/transcribe`
 //! (the file base64 in `captionsFile`), camelCase video objects, the generic
 //! `{success, message, statusCode}` result, and webhooks signed like Bunny's (HMAC-SHA256 of the
 //! raw body under the read-only key, `X-BunnyStream-Signature*` headers).
@@ -40,6 +41,8 @@ struct State {
     titles: Vec<String>,
     /// (guid, srclang) -> (label, the caption file as Bunny decoded it).
     captions: BTreeMap<(String, String), (String, String)>,
+    /// Transcriptions asked for: (guid, the query string, the JSON body).
+    transcriptions: Vec<(String, String, Value)>,
 }
 
 pub struct FakeBunny {
@@ -150,6 +153,11 @@ impl FakeBunny {
             .captions
             .get(&(guid.to_owned(), srclang.to_owned()))
             .cloned()
+    }
+
+    /// Every `POST …/transcribe`: (guid, query string, body).
+    pub fn transcriptions(&self) -> Vec<(String, String, Value)> {
+        self.state.lock().unwrap().transcriptions.clone()
     }
 
     pub fn titles(&self) -> Vec<String> {
@@ -310,6 +318,29 @@ fn handle(state: &Mutex<State>, library_id: u64, key: &str, req: HttpRequest) ->
     let rest = rest.trim_start_matches('/');
     if let Some((guid, srclang)) = rest.split_once("/captions/") {
         return caption(&mut state.lock().unwrap(), guid, srclang, &req);
+    }
+    if let Some(guid) = rest.strip_suffix("/transcribe") {
+        // `Video_TranscribeVideo`: `?force=`, a JSON body of transcription settings.
+        let mut s = state.lock().unwrap();
+        if req.method != "POST" {
+            return result(405, false, "method not allowed");
+        }
+        if !s.videos.contains_key(guid) {
+            return result(404, false, "Video not found");
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+            return result(400, false, "invalid JSON");
+        };
+        if !body["targetLanguages"].is_array() && !body["targetLanguages"].is_null() {
+            return result(400, false, "targetLanguages must be an array");
+        }
+        let query = req
+            .path
+            .split_once('?')
+            .map(|(_, q)| q.to_owned())
+            .unwrap_or_default();
+        s.transcriptions.push((guid.to_owned(), query, body));
+        return result(200, true, "The transcription was queued");
     }
     let guid = rest.to_owned();
     let mut s = state.lock().unwrap();

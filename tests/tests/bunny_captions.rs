@@ -104,3 +104,35 @@ async fn an_outage_is_retried_a_refusal_is_not_and_a_bad_tag_never_leaves() {
         Deleted::AlreadyGone
     );
 }
+
+#[tokio::test]
+async fn a_transcription_asks_for_captions_only_and_checks_its_languages() {
+    let bunny = FakeBunny::start(LIBRARY, API_KEY, "ro");
+    let client = bunny.client();
+    let guid = video(&client).await;
+    client
+        .transcribe(&guid, Some("de"), &["de".into(), "en".into()])
+        .await
+        .unwrap();
+    let asked = bunny.transcriptions();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].0, guid.to_string());
+    assert_eq!(asked[0].1, "force=true");
+    assert_eq!(
+        asked[0].2,
+        json!({"targetLanguages": ["de", "en"], "sourceLanguage": "de", "generateTitle": false,
+               "generateDescription": false, "generateChapters": false, "generateMoments": false})
+    );
+    // Unknown source language: null, as Bunny's schema allows.
+    client
+        .transcribe(&guid, None, &["en".into()])
+        .await
+        .unwrap();
+    assert_eq!(bunny.transcriptions()[1].2["sourceLanguage"], json!(null));
+    // A language that is not a tag never leaves.
+    assert!(matches!(
+        client.transcribe(&guid, None, &["../x".into()]).await,
+        Err(BunnyError::Malformed { .. })
+    ));
+    assert_eq!(bunny.transcriptions().len(), 2);
+}

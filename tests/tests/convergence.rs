@@ -518,6 +518,18 @@ impl BunnyCaptions for MemBunny {
     ) -> Result<Deleted, BunnyError> {
         Ok(Deleted::AlreadyGone)
     }
+
+    async fn transcribe(
+        &self,
+        guid: &BunnyGuid,
+        _source: Option<&str>,
+        _languages: &[String],
+    ) -> Result<(), BunnyError> {
+        match self.videos.lock().unwrap().contains_key(guid.as_str()) {
+            true => Ok(()),
+            false => Err(BunnyError::NotFound),
+        }
+    }
 }
 
 impl BunnyApi for MemBunny {

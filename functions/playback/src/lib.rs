@@ -140,6 +140,8 @@ pub struct CaptionView {
     pub language: String,
     pub label: String,
     pub default: bool,
+    /// Made by the provider's transcription, not uploaded by an admin.
+    pub generated: bool,
     pub url: String,
 }
 
@@ -292,6 +294,7 @@ fn sign_rendition(
                     language: t.language.clone(),
                     label: t.label.clone(),
                     default: t.default,
+                    generated: t.generated,
                     url: file(&path),
                 }
             })

@@ -686,6 +686,14 @@ mod tests {
         async fn delete_caption(&self, _: &BunnyGuid, _: &str) -> Result<Deleted, BunnyError> {
             unreachable!("no caption to remove in the reconciler's tests")
         }
+        async fn transcribe(
+            &self,
+            _: &BunnyGuid,
+            _: Option<&str>,
+            _: &[String],
+        ) -> Result<(), BunnyError> {
+            unreachable!("the reconciler never asks for transcription")
+        }
     }
 
     impl BunnyApi for Bunny {

@@ -45,6 +45,41 @@ pub struct CaptionAnswer {
     pub cues: u32,
 }
 
+/// Body of `POST …/video/captions/automatic`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutomaticRequest {
+    /// The tracks to make, ISO 639-1 (Bunny's transcription and translation).
+    languages: Vec<String>,
+    /// The language spoken, if known (else Bunny detects it).
+    #[serde(default)]
+    source_language: Option<String>,
+}
+
+/// `202` answer of `POST …/video/captions/automatic`.
+#[derive(Debug, Serialize)]
+pub struct AutomaticAnswer {
+    pub exercise_id: String,
+    pub languages: Vec<String>,
+    pub source_language: Option<String>,
+    pub status: &'static str,
+}
+
+/// At most this many languages a request (each is a transcription or translation Bunny bills).
+const MAX_AUTOMATIC_LANGUAGES: usize = 5;
+
+/// An ISO 639-1 code: two lowercase letters.
+fn iso_639_1(code: &str) -> Result<String, ApiError> {
+    if code.len() == 2 && code.bytes().all(|b| b.is_ascii_lowercase()) {
+        Ok(code.to_owned())
+    } else {
+        Err(ApiError::InvalidQuery(format!(
+            "'{}' is not an ISO 639-1 code (two lowercase letters)",
+            code.chars().take(16).collect::<String>()
+        )))
+    }
+}
+
 /// Which track a caption route acts on, for whom.
 pub struct Track<'a> {
     pub principal: &'a Principal,
@@ -92,18 +127,22 @@ where
     }
 
     /// The record, read strongly, if the caller may change the exercise's video.
-    async fn caption_record(&self, t: &Track<'_>) -> Result<ExerciseVideo, ApiError> {
+    async fn caption_record(
+        &self,
+        principal: &Principal,
+        exercise_id: &ExerciseId,
+    ) -> Result<ExerciseVideo, ApiError> {
         let video = self
             .store
-            .get(t.exercise_id, Consistency::Strong)
+            .get(exercise_id, Consistency::Strong)
             .await?
             .ok_or(ApiError::NotFound)?;
-        http_edge::allowed(authorize(t.principal, Action::Upload, &video.scope))?;
+        http_edge::allowed(authorize(principal, Action::Upload, &video.scope))?;
         Ok(video)
     }
 
     async fn put_caption(&self, req: &Request, t: &Track<'_>) -> Result<Response<Body>, ApiError> {
-        let video = self.caption_record(t).await?;
+        let video = self.caption_record(t.principal, t.exercise_id).await?;
         let content_type = req
             .headers()
             .get("content-type")
@@ -152,6 +191,7 @@ where
             label: label.clone(),
             default,
             cues: u32::try_from(checked.cues).unwrap_or(u32::MAX),
+            generated: false,
             last_end_ms: checked.last_end_ms,
             updated_at: now,
         };
@@ -200,7 +240,7 @@ where
     }
 
     async fn delete_caption(&self, t: &Track<'_>) -> Result<Response<Body>, ApiError> {
-        let video = self.caption_record(t).await?;
+        let video = self.caption_record(t.principal, t.exercise_id).await?;
         let lang = t.language.as_str();
         let rendition = playing(&video).map_err(|_| ApiError::NotFound)?;
         if !rendition.captions.iter().any(|c| c.language == lang) {
@@ -247,6 +287,84 @@ where
         let mut r = Response::new(Body::Empty);
         *r.status_mut() = StatusCode::NO_CONTENT;
         Ok(r)
+    }
+
+    /// `POST …/video/captions/automatic`: asks the provider to make caption tracks for the
+    /// video that plays. Bunny path: its transcription (`force`, captions only); the tracks are
+    /// recorded when Bunny's webhook says they exist (`CaptionsGenerated`), marked `generated`.
+    /// AWS path: not built (Amazon Transcribe would be the way; see the README) — a `409`.
+    pub(crate) async fn automatic_captions(
+        &self,
+        principal: &Principal,
+        exercise_id: &ExerciseId,
+        body: &[u8],
+    ) -> Result<Response<Body>, ApiError> {
+        let request: AutomaticRequest = serde_json::from_slice(body).map_err(|e| {
+            ApiError::MalformedBody(
+                e.to_string()
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(160)
+                    .collect(),
+            )
+        })?;
+        if request.languages.is_empty() || request.languages.len() > MAX_AUTOMATIC_LANGUAGES {
+            return Err(ApiError::InvalidQuery(format!(
+                "languages: 1 to {MAX_AUTOMATIC_LANGUAGES} codes"
+            )));
+        }
+        let mut languages = Vec::new();
+        for code in &request.languages {
+            let code = iso_639_1(code)?;
+            if !languages.contains(&code) {
+                languages.push(code);
+            }
+        }
+        let source = request
+            .source_language
+            .as_deref()
+            .map(iso_639_1)
+            .transpose()?;
+        let video = self.caption_record(principal, exercise_id).await?;
+        let rendition = playing(&video)?;
+        let guid = match (rendition.provider, &rendition.bunny_guid) {
+            (Provider::BunnyStream, Some(guid)) => guid,
+            _ => {
+                return Err(ApiError::AutomaticCaptions(
+                    "the AWS path has no automatic captions (Amazon Transcribe is not built); upload a track".into(),
+                ))
+            }
+        };
+        // Bunny's transcription would overwrite a track of the same language at Bunny, while
+        // the record kept the admin's.
+        if let Some(taken) = languages
+            .iter()
+            .find(|l| rendition.captions.iter().any(|t| &t.language == *l))
+        {
+            return Err(ApiError::AutomaticCaptions(format!(
+                "{taken} has a track already: delete it first"
+            )));
+        }
+        self.bunny()?
+            .transcribe(guid, source.as_deref(), &languages)
+            .await?;
+        tracing::info!(
+            languages = languages.join(","),
+            "automatic captions requested"
+        );
+        let answer = AutomaticAnswer {
+            exercise_id: exercise_id.to_string(),
+            languages,
+            source_language: source,
+            status: "requested",
+        };
+        Ok(http_edge::json_response(
+            StatusCode::ACCEPTED,
+            &answer,
+            "no-store",
+        ))
     }
 
     fn bunny(&self) -> Result<&P, ApiError> {

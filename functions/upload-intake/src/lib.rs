@@ -290,6 +290,10 @@ where
                 };
                 self.caption_route(route, req, &track).await
             }
+            "POST /v1/exercises/{id}/video/captions/automatic" => {
+                self.automatic_captions(&principal, &exercise_id, body)
+                    .await
+            }
             "DELETE /v1/exercises/{id}/instructions/{step}/image" => {
                 let step = StepId::parse(&http_edge::path_param(req, "step").unwrap_or_default())?;
                 self.delete_instruction_image(&principal, &exercise_id, &step)

@@ -168,6 +168,12 @@ impl BunnyStandIn {
         if let Some((guid, srclang)) = rest.split_once("/captions/") {
             return self.caption(req, guid, srclang).await;
         }
+        if let Some(guid) = rest.strip_suffix("/transcribe") {
+            if req.method() != Method::POST {
+                return result(StatusCode::METHOD_NOT_ALLOWED, false, "method not allowed");
+            }
+            return self.transcribe(req, guid.to_owned()).await;
+        }
         let guid = rest;
         match (req.method().clone(), guid.is_empty()) {
             (Method::POST, true) => {
@@ -218,6 +224,152 @@ impl BunnyStandIn {
             }
             _ => result(StatusCode::METHOD_NOT_ALLOWED, false, "method not allowed"),
         }
+    }
+
+    /// `POST /library/{id}/videos/{guid}/transcribe` (`Video_TranscribeVideo`): queued; the
+    /// tracks are made in the background and webhook status 9 (`CaptionsGenerated`) follows.
+    /// STAND-IN "TRANSCRIPTION": no speech is recognised. ffmpeg's `silencedetect` finds the
+    /// spans with sound in the encoded video, and each target language gets one fixed cue per
+    /// span, saying it is the stand-in's. Labels are `{lang} (auto)`.
+    async fn transcribe(self, req: Request<Incoming>, guid: String) -> Resp {
+        let Some(video) = self.video(&guid) else {
+            return result(StatusCode::NOT_FOUND, false, "Video not found");
+        };
+        if video["status"] != json!(4) {
+            return result(
+                StatusCode::BAD_REQUEST,
+                false,
+                "The video is not encoded yet",
+            );
+        }
+        let Some(body) = read_body(req.into_body(), 64 << 10).await else {
+            return result(StatusCode::BAD_REQUEST, false, "body too large");
+        };
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let languages: Vec<String> = body["targetLanguages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.as_str())
+            .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            .map(str::to_owned)
+            .collect();
+        if languages.is_empty() {
+            return result(
+                StatusCode::BAD_REQUEST,
+                false,
+                "targetLanguages is required",
+            );
+        }
+        (self.say)(format!(
+            "bunny: transcription of {guid} queued ({})",
+            languages.join(", ")
+        ));
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.make_captions(&guid, &languages).await {
+                Ok(spans) => {
+                    (me.say)(format!(
+                        "bunny: video {guid} transcribed (stand-in): {spans} spans with sound"
+                    ));
+                    me.webhook(&guid, 9).await;
+                }
+                Err(e) => (me.say)(format!("bunny: transcription of {guid} failed: {e}")),
+            }
+        });
+        result(StatusCode::OK, true, "OK")
+    }
+
+    /// The stand-in's captions for `languages`: one cue per span with sound (see
+    /// [`Self::transcribe`]); the number of spans.
+    async fn make_captions(&self, guid: &str, languages: &[String]) -> Result<usize, String> {
+        use exvid_shared::domain::captions::{first_segment_uri, first_variant_uri};
+        let bucket = &self.config.bucket;
+        let master = self
+            .store
+            .get(bucket, &format!("{guid}/playlist.m3u8"), None)
+            .await?
+            .ok_or("no playlist")?;
+        let variant = format!(
+            "{guid}/{}",
+            first_variant_uri(&master.body).ok_or("no variant")?
+        );
+        let media = self
+            .store
+            .get(bucket, &variant, None)
+            .await?
+            .ok_or("no variant playlist")?;
+        let dir = &variant[..variant.rfind('/').map_or(0, |i| i + 1)];
+        let work = self.config.work_dir.join(format!("{guid}-transcribe"));
+        tokio::fs::create_dir_all(&work)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The whole variant as one file: its segments, in order.
+        let text = String::from_utf8_lossy(&media.body).into_owned();
+        let mut audio = Vec::new();
+        for uri in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let segment = self
+                .store
+                .get(bucket, &format!("{dir}{uri}"), None)
+                .await?
+                .ok_or("missing segment")?;
+            audio.extend_from_slice(&segment.body);
+        }
+        let _ = first_segment_uri(&media.body).ok_or("no segment")?;
+        let joined = work.join("all.ts");
+        tokio::fs::write(&joined, &audio)
+            .await
+            .map_err(|e| e.to_string())?;
+        let out = tokio::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-i"])
+            .arg(&joined)
+            .args(["-af", "silencedetect=noise=-35dB:d=0.5", "-f", "null", "-"])
+            .output()
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        let length = self
+            .video(guid)
+            .and_then(|v| v["length"].as_f64())
+            .unwrap_or(0.0);
+        let spans = sound_spans(&String::from_utf8_lossy(&out.stderr), length);
+        for lang in languages {
+            let mut vtt = String::from("WEBVTT\n");
+            for (i, (from, to)) in spans.iter().enumerate() {
+                vtt.push_str(&format!(
+                    "\n{} --> {}\n[stand-in transcription, {lang}] sound {}\n",
+                    vtt_time(*from),
+                    vtt_time(*to),
+                    i + 1
+                ));
+            }
+            self.store
+                .put(
+                    bucket,
+                    &format!("{guid}/captions/{lang}.vtt"),
+                    vtt.into_bytes(),
+                    "text/vtt",
+                )
+                .await?;
+            let label = format!("{lang} (auto)");
+            let lang = lang.clone();
+            self.update(guid, |v| {
+                let mut tracks: Vec<Value> = v["captions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|t| t["srclang"] != lang.as_str())
+                    .collect();
+                tracks.push(json!({"srclang": lang, "label": label}));
+                v["captions"] = json!(tracks);
+            });
+        }
+        self.list_subtitles(guid).await?;
+        Ok(spans.len())
     }
 
     /// Lists the video's caption tracks in its `playlist.m3u8` as the `subs` subtitle group,
@@ -736,6 +888,44 @@ impl BunnyStandIn {
 }
 
 /// The TUS preflight: the protocol's capabilities and, for a browser, CORS.
+/// The spans with sound in a video of `length` seconds, from ffmpeg `silencedetect`'s log
+/// (`silence_start: 3.2`, `silence_end: 4.9 | …`): the complement of the silences.
+fn sound_spans(log: &str, length: f64) -> Vec<(f64, f64)> {
+    let value = |line: &str, key: &str| -> Option<f64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let mut spans = Vec::new();
+    let mut from = 0.0;
+    for line in log.lines() {
+        if let Some(start) = value(line, "silence_start: ") {
+            if start - from > 0.2 {
+                spans.push((from, start.min(length)));
+            }
+        } else if let Some(end) = value(line, "silence_end: ") {
+            from = end;
+        }
+    }
+    if length - from > 0.2
+        && log.lines().filter(|l| l.contains("silence_start")).count()
+            == log.lines().filter(|l| l.contains("silence_end")).count()
+    {
+        spans.push((from, length));
+    }
+    spans
+}
+
+fn vtt_time(seconds: f64) -> String {
+    let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
 fn tus_options(origin: Option<&str>) -> Resp {
     let mut r = tus_response(
         StatusCode::NO_CONTENT,
@@ -819,4 +1009,24 @@ fn bunny_job(
         });
     }
     job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sound_spans, vtt_time};
+
+    #[test]
+    fn sound_is_what_silencedetect_did_not_call_silence() {
+        // All sound (a sine clip): one span, the whole video.
+        assert_eq!(sound_spans("Stream #0:1: Audio: aac\n", 6.0), [(0.0, 6.0)]);
+        let log = "[silencedetect @ 0x1] silence_start: 2.5\n\
+                   [silencedetect @ 0x1] silence_end: 4 | silence_duration: 1.5\n\
+                   [silencedetect @ 0x1] silence_start: 8.25\n";
+        // Sound, silence, sound, silence to the end.
+        assert_eq!(sound_spans(log, 10.0), [(0.0, 2.5), (4.0, 8.25)]);
+        // Silence from the start.
+        let log = "silence_start: 0\nsilence_end: 1.5 | silence_duration: 1.5\n";
+        assert_eq!(sound_spans(log, 3.0), [(1.5, 3.0)]);
+        assert_eq!(vtt_time(3725.5), "01:02:05.500");
+    }
 }

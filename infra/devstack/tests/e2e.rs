@@ -1463,3 +1463,83 @@ async fn a_replacement_keeps_the_captions_that_fit_only_when_asked() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn automatic_captions_come_from_bunnys_transcription_and_are_refused_on_aws() {
+    let stack = start().await;
+    let result = tokio::time::timeout(Duration::from_secs(300), async {
+        for (exercise, provider) in [
+            ("ex-auto-bunny", "bunny_stream"),
+            ("ex-auto-aws", "aws_mediaconvert"),
+        ] {
+            let intake = intake_for(&stack, exercise, provider, clip().len()).await;
+            upload_for(provider, &intake, clip()).await;
+            let v = settled(&stack, exercise, Duration::from_secs(120)).await;
+            assert_eq!(v["video_status"], "ready", "{v}");
+            let api = format!("{}/v1/exercises/{exercise}/video", stack.urls.gateway);
+            let ask = |body: Value| {
+                let url = format!("{api}/captions/automatic");
+                async move {
+                    fetch(
+                        "POST",
+                        &url,
+                        &[
+                            bearer("org-e2e", "admin"),
+                            ("content-type", "application/json".into()),
+                        ],
+                        body.to_string().into_bytes(),
+                    )
+                    .await
+                }
+            };
+            // Not ISO 639-1, or too many: refused before any provider call.
+            assert_eq!(ask(json!({"languages": ["deu"]})).await.status, 400);
+            assert_eq!(ask(json!({"languages": []})).await.status, 400);
+            let r = ask(json!({"languages": ["de"], "source_language": "de"})).await;
+            if provider == "aws_mediaconvert" {
+                assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+                assert_eq!(
+                    r.json()["type"],
+                    "urn:exvid:problem:automatic-captions-unavailable"
+                );
+                continue;
+            }
+            assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+            assert_eq!(r.json()["languages"], json!(["de"]));
+            // Bunny's webhook (status 9) records the track, marked generated.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let v = loop {
+                let v = fetch("GET", &api, &[bearer("org-e2e", "patient")], vec![])
+                    .await
+                    .json();
+                if v["video_captions"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    break v;
+                }
+                assert!(Instant::now() < deadline, "no generated track: {v}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            let track = &v["video_captions"][0];
+            assert_eq!(track["language"], "de");
+            assert_eq!(track["generated"], true);
+            let r = fetch("GET", track["url"].as_str().unwrap(), &[], vec![]).await;
+            assert_eq!(r.status, 200);
+            let cues = String::from_utf8_lossy(&r.body);
+            assert!(cues.contains("[stand-in transcription, de]"), "{cues}");
+            let master = fetch("GET", v["video_url"].as_str().unwrap(), &[], vec![]).await;
+            assert_eq!(subtitle_languages(&master.body), ["de"]);
+            // A language with a track is not transcribed over it.
+            let r = ask(json!({"languages": ["de"]})).await;
+            assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+        }
+    })
+    .await;
+    if result.is_err() {
+        panic!(
+            "timed out; the local cloud's log:\n{}",
+            stack.log().join("\n")
+        );
+    }
+}

@@ -465,6 +465,17 @@ pub trait BunnyCaptions: Send + Sync {
         guid: &BunnyGuid,
         language: &str,
     ) -> impl Future<Output = Result<Deleted, BunnyError>> + Send;
+
+    /// Queues Bunny's transcription of `guid` (`Video_TranscribeVideo`, `force=true`): caption
+    /// tracks in `languages` (ISO 639-1), the audio being `source` if known; titles,
+    /// descriptions, chapters and moments are not asked for. Bunny's webhook says
+    /// `CaptionsGenerated` (status 9) when they exist.
+    fn transcribe(
+        &self,
+        guid: &BunnyGuid,
+        source: Option<&str>,
+        languages: &[String],
+    ) -> impl Future<Output = Result<(), BunnyError>> + Send;
 }
 
 impl BunnyClient {
@@ -528,6 +539,40 @@ impl BunnyCaptions for BunnyClient {
             Err(BunnyError::NotFound) => Ok(Deleted::AlreadyGone),
             Err(e) => Err(e),
         }
+    }
+
+    async fn transcribe(
+        &self,
+        guid: &BunnyGuid,
+        source: Option<&str>,
+        languages: &[String],
+    ) -> Result<(), BunnyError> {
+        for language in source
+            .iter()
+            .copied()
+            .chain(languages.iter().map(String::as_str))
+        {
+            // Checked as a caption path segment is: letters, digits, hyphens.
+            self.caption_url(guid, language)?;
+        }
+        let url = format!("{}/transcribe?force=true", self.video_url(Some(guid)));
+        let body = serde_json::json!({
+            "targetLanguages": languages,
+            "sourceLanguage": source,
+            "generateTitle": false,
+            "generateDescription": false,
+            "generateChapters": false,
+            "generateMoments": false,
+        });
+        self.call_as(
+            "transcribe",
+            Method::POST,
+            &url,
+            Some(body.to_string().into_bytes()),
+            true,
+        )
+        .await
+        .map(|_| ())
     }
 }
 

@@ -66,7 +66,10 @@ pub enum Effect {
     /// Every resolution (and the MP4 fallback) is done: the rendition's facts are final.
     Finished,
     Failed(UploadError),
-    /// Nothing to do (captions, titles, statuses Bunny added later).
+    /// Bunny's transcription made caption tracks for the video that plays: they are recorded
+    /// from the video object's `captions`.
+    CaptionsGenerated,
+    /// Nothing to do (titles, statuses Bunny added later).
     Acknowledge,
 }
 
@@ -87,7 +90,8 @@ impl WebhookStatus {
                 ErrorCode::UploadFailed,
                 "the upload to Bunny Stream failed",
             )),
-            CaptionsGenerated | TitleOrDescriptionGenerated | Unknown(_) => Effect::Acknowledge,
+            CaptionsGenerated => Effect::CaptionsGenerated,
+            TitleOrDescriptionGenerated | Unknown(_) => Effect::Acknowledge,
         }
     }
 }
@@ -119,6 +123,7 @@ impl Effect {
             Effect::Playable => EventTarget::Ready,
             Effect::Finished => EventTarget::ReadyOrRefine,
             Effect::Failed(_) => EventTarget::Failed,
+            Effect::CaptionsGenerated => EventTarget::Playing,
             Effect::Acknowledge => return None,
         })
     }
@@ -127,7 +132,7 @@ impl Effect {
     pub fn needs_facts(&self) -> bool {
         matches!(
             self,
-            Effect::Processing | Effect::Playable | Effect::Finished
+            Effect::Processing | Effect::Playable | Effect::Finished | Effect::CaptionsGenerated
         )
     }
 
@@ -156,12 +161,36 @@ impl Effect {
                 }
                 .map(|_| "ready")
             }
+            (Effect::CaptionsGenerated, Some(video)) => {
+                let generated: Vec<(String, String)> = video
+                    .captions
+                    .iter()
+                    .filter_map(|c| {
+                        let language = safe_language(&c.srclang)?;
+                        Some((language, c.label.chars().take(64).collect()))
+                    })
+                    .collect();
+                v.record_generated_captions(upload, &generated, now)
+                    .map(|_| "captions")
+            }
             (Effect::Failed(error), _) => {
                 v.fail(upload, None, error.clone(), now).map(|_| "failed")
             }
             _ => Err(Ignored::Unchanged),
         }
     }
+}
+
+/// A language Bunny names a caption track by, if it is safe in keys, URLs and playlists
+/// (letters, digits, inner hyphens; at most 35 characters): the shape of a BCP 47 tag.
+fn safe_language(tag: &str) -> Option<String> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 35
+        && !tag.starts_with('-')
+        && !tag.ends_with('-')
+        && !tag.contains("--")
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    ok.then(|| tag.to_owned())
 }
 
 /// A parsed notification.
@@ -415,7 +444,7 @@ mod tests {
                 Processing,
                 Processing,
                 Failed(_),
-                Acknowledge,
+                CaptionsGenerated,
                 Acknowledge,
                 Acknowledge
             ]

@@ -104,9 +104,13 @@ pub struct CaptionTrack {
     /// The track players pick without being asked; at most one per rendition.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
+    /// 0 for a generated track (exvid never saw its file).
     pub cues: u32,
-    /// When its last cue ends (ms): whether it fits a replacement video. 0 for tracks recorded
-    /// before this was kept (they are taken to fit).
+    /// Made by the provider's transcription, not uploaded by an admin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
+    /// When its last cue ends (ms): whether it fits a replacement video. 0 when unknown (a
+    /// generated track, or one recorded before this was kept): taken to fit.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub last_end_ms: u64,
     pub updated_at: Timestamp,
@@ -258,13 +262,17 @@ pub enum EventTarget {
     /// Ready, or the final facts of the rendition that already plays (Bunny's "finished").
     ReadyOrRefine,
     Failed,
+    /// Something about the rendition that already plays (its generated captions).
+    Playing,
 }
 
 impl EventTarget {
     fn status(self) -> UploadStatus {
         match self {
             EventTarget::Processing => UploadStatus::Processing,
-            EventTarget::Ready | EventTarget::ReadyOrRefine => UploadStatus::Ready,
+            EventTarget::Ready | EventTarget::ReadyOrRefine | EventTarget::Playing => {
+                UploadStatus::Ready
+            }
             EventTarget::Failed => UploadStatus::Failed,
         }
     }
@@ -322,8 +330,15 @@ impl ExerciseVideo {
     /// methods decide again on the facts.
     pub fn accepts(&self, upload_id: &UploadId, target: EventTarget) -> Result<(), Ignored> {
         let current = self.current.as_ref().filter(|c| &c.upload_id == upload_id);
-        if target == EventTarget::ReadyOrRefine && current.is_some() {
+        if matches!(target, EventTarget::ReadyOrRefine | EventTarget::Playing) && current.is_some()
+        {
             return Ok(());
+        }
+        if target == EventTarget::Playing {
+            return Err(Ignored::StaleUpload {
+                event: upload_id.clone(),
+                pending: self.pending.as_ref().map(|p| p.upload_id.clone()),
+            });
         }
         let pending = self.pending_ref(upload_id, None)?;
         pending.status.transition(target.status())?;
@@ -594,6 +609,39 @@ impl ExerciseVideo {
         }
         self.touch(now);
         Ok(())
+    }
+
+    /// Records the tracks the provider's transcription made for the rendition of `upload_id`
+    /// that plays (`(language, label)`): those of a language it has no track for yet. An
+    /// admin's track of the same language stays.
+    pub fn record_generated_captions(
+        &mut self,
+        upload_id: &UploadId,
+        generated: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<usize, Ignored> {
+        let current = self.playing_mut(upload_id)?;
+        let mut added = 0;
+        for (language, label) in generated {
+            if current.captions.iter().any(|t| &t.language == language) {
+                continue;
+            }
+            current.captions.push(CaptionTrack {
+                language: language.clone(),
+                label: label.clone(),
+                default: false,
+                cues: 0,
+                generated: true,
+                last_end_ms: 0,
+                updated_at: now,
+            });
+            added += 1;
+        }
+        if added == 0 {
+            return Err(Ignored::Unchanged);
+        }
+        self.touch(now);
+        Ok(added)
     }
 
     /// Removes the caption track of `language` from the rendition of `upload_id` that plays.
@@ -1078,9 +1126,52 @@ mod tests {
             label: lang.to_uppercase(),
             default,
             cues: 3,
+            generated: false,
             last_end_ms: 4_000,
             updated_at: t(5),
         }
+    }
+
+    #[test]
+    fn generated_tracks_join_the_playing_rendition_without_replacing_an_admins() {
+        let mut v = started("u1");
+        let made = |langs: &[&str]| -> Vec<(String, String)> {
+            langs
+                .iter()
+                .map(|l| (l.to_string(), format!("{l} (auto)")))
+                .collect()
+        };
+        // Nothing plays: nothing to caption.
+        assert!(v
+            .record_generated_captions(&uid("u1"), &made(&["de"]), t(1))
+            .is_err());
+        assert_eq!(
+            v.accepts(&uid("u1"), EventTarget::Playing),
+            Err(Ignored::StaleUpload {
+                event: uid("u1"),
+                pending: Some(uid("u1"))
+            })
+        );
+        v.complete(&uid("u1"), None, bunny("u1", "g1"), t(2))
+            .unwrap();
+        assert_eq!(v.accepts(&uid("u1"), EventTarget::Playing), Ok(()));
+        v.put_caption(&uid("u1"), track("en", true), t(3)).unwrap();
+        assert_eq!(
+            v.record_generated_captions(&uid("u1"), &made(&["en", "de"]), t(4)),
+            Ok(1)
+        );
+        let c = &v.current.as_ref().unwrap().captions;
+        assert_eq!(
+            c.iter()
+                .map(|t| (t.language.as_str(), t.generated, t.label.as_str()))
+                .collect::<Vec<_>>(),
+            [("en", false, "EN"), ("de", true, "de (auto)")]
+        );
+        // The same webhook again changes nothing.
+        assert_eq!(
+            v.record_generated_captions(&uid("u1"), &made(&["en", "de"]), t(5)),
+            Err(Ignored::Unchanged)
+        );
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct CaptionSummary {
     pub language: String,
     pub label: String,
     pub default: bool,
+    /// Made by the provider's transcription.
+    pub generated: bool,
 }
 
 /// One event, in the Standard Webhooks payload shape (`{type, timestamp, data}`); `id` travels
@@ -219,6 +221,7 @@ fn captions_event(old: Option<&ExerciseVideo>, new: &ExerciseVideo) -> Option<Vi
                     language: t.language.clone(),
                     label: t.label.clone(),
                     default: t.default,
+                    generated: t.generated,
                 })
                 .collect(),
         );
@@ -489,6 +492,7 @@ mod tests {
             label: lang.to_uppercase(),
             default: lang == "de",
             cues: 3,
+            generated: false,
             last_end_ms: 1_000,
             updated_at: t(at),
         };
@@ -502,7 +506,7 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&events[0].body()).unwrap();
         assert_eq!(
             body["data"]["video_captions"],
-            json!([{"language": "en", "label": "EN", "default": false}])
+            json!([{"language": "en", "label": "EN", "default": false, "generated": false}])
         );
         assert_eq!(body["data"]["video_status"], "ready");
         // A redelivery repeats the same event; other events carry no caption list.
