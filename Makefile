@@ -166,6 +166,8 @@ template: venv
 	$(PY) infra/check_template.py
 	$(PY) infra/test_check_template.py
 	$(PY) infra/check_openapi.py
+	$(PY) infra/check_links.py
+	$(PY) infra/test_check_links.py
 	$(PY) infra/moto_race.py --rounds 3 --switch-interval 0.00001
 
 # Schemathesis against the running local cloud, as four roles, held to docs/openapi.yaml.

@@ -292,7 +292,7 @@ where
     /// `POST …/video/captions/automatic`: asks the provider to make caption tracks for the
     /// video that plays. Bunny path: its transcription (`force`, captions only); the tracks are
     /// recorded when Bunny's webhook says they exist (`CaptionsGenerated`), marked `generated`.
-    /// AWS path: not built (Amazon Transcribe would be the way; see the README) — a `409`.
+    /// AWS path: not built (Amazon Transcribe would be the way; see docs/api.md, Captions) — a `409`.
     pub(crate) async fn automatic_captions(
         &self,
         principal: &Principal,
