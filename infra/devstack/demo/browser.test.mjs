@@ -252,6 +252,27 @@ test('the API reference renders docs/openapi.yaml from local files only', { time
   });
 });
 
+test('the demo page links the Markdown guides, rendered by the local cloud with working links', { timeout: 60_000 }, async () => {
+  await onPage('guides', async (page) => {
+    await page.goto(`${urls.gateway}/`);
+    await page.click('#topics a[href="/docs/local-cloud.md"]');
+    await page.waitForSelector('h1');
+    assert.equal(await page.textContent('h1'), 'The local cloud (devstack)');
+    // A relative link between topics, as on GitHub.
+    await page.click('a[href="testing.md"]');
+    await page.waitForFunction(() => document.querySelector('h1')?.textContent === 'Testing');
+    // An anchor lands on its heading.
+    const r = await page.goto(`${urls.gateway}/docs/deploy.md#rotating-keys`);
+    assert.equal(r.status(), 200);
+    assert.ok(await page.$('h3#rotating-keys'));
+    assert.match(r.headers()['content-security-policy'], /default-src 'none'/);
+    // Nothing outside docs/, nothing but topics.
+    for (const p of ['/docs/../README.md', '/docs/%2e%2e/README.md', '/docs/openapi.yaml.md', '/docs/a/b/c.md', '/docs/API.md']) {
+      assert.equal((await page.request.get(`${urls.gateway}${p}`)).status(), 404, p);
+    }
+  });
+});
+
 test('Uppy uploads a video in parts on the AWS path, cut, paused and resumed from the listed parts', { timeout: 240_000 }, async () => {
   await onPage('uppy', async (page) => {
     // The clip padded to three 5 MiB parts with an MP4 `free` box (ffmpeg skips it).

@@ -7,7 +7,7 @@
 //! upload-intake handles an upload (both run locally); in AWS the provider is the deployment's.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -443,8 +443,11 @@ impl Gateway {
         )
     }
 
-    /// The demo page, the API reference and their vendored scripts.
+    /// The demo page, the API reference, the Markdown topics of `docs/` and their scripts.
     fn page(&self, path: &str) -> Option<Resp> {
+        if let Some(topic) = path.strip_prefix("/docs/").filter(|t| t.ends_with(".md")) {
+            return Some(self.topic(topic));
+        }
         let file = match path {
             "/" | "/demo/" | "/demo/index.html" => self.demo_dir.join("index.html"),
             "/docs" | "/docs/" => self.demo_dir.join("docs.html"),
@@ -492,6 +495,119 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// `/docs/{topic}.md`: a Markdown file of `docs/` rendered to HTML (pulldown-cmark), so its
+    /// relative links to other topics work as they do on GitHub. Only names made of lowercase
+    /// letters, digits and `-`, at most one directory deep: nothing outside `docs/`.
+    fn topic(&self, topic: &str) -> Resp {
+        let safe = topic.split('/').count() <= 2
+            && topic.split('/').all(|part| {
+                !part.is_empty()
+                    && part
+                        .trim_end_matches(".md")
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !part.trim_end_matches(".md").is_empty()
+            });
+        let docs = self
+            .spec
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let Some(markdown) = safe
+            .then(|| std::fs::read_to_string(docs.join(topic)).ok())
+            .flatten()
+        else {
+            return gateway_message(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let mut r = response(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            render_topic(&markdown),
+        );
+        let h = r.headers_mut();
+        h.insert("cache-control", http::HeaderValue::from_static("no-cache"));
+        h.insert(
+            "content-security-policy",
+            http::HeaderValue::from_static(TOPIC_CSP),
+        );
+        r
+    }
+}
+
+/// A topic page: the Markdown as HTML (raw HTML in it is shown as text), with the first
+/// heading as the title.
+fn render_topic(markdown: &str) -> String {
+    use pulldown_cmark::{html, Event, Options, Parser, Tag, TagEnd};
+    let title = markdown
+        .lines()
+        .find_map(|l| l.strip_prefix("# "))
+        .unwrap_or("exvid")
+        .to_owned();
+    let mut events: Vec<Event> = Parser::new_ext(markdown, Options::ENABLE_TABLES)
+        .map(|e| match e {
+            Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
+            other => other,
+        })
+        .collect();
+    // Headings get GitHub's anchors, so `topic.md#heading` links land where they do there
+    // (the same rule `infra/check_links.py` checks them by).
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut i = 0;
+    while i < events.len() {
+        if let Event::Start(Tag::Heading { .. }) = &events[i] {
+            let mut text = String::new();
+            let mut j = i + 1;
+            while j < events.len() && !matches!(events[j], Event::End(TagEnd::Heading(_))) {
+                if let Event::Text(t) | Event::Code(t) = &events[j] {
+                    text.push_str(t);
+                }
+                j += 1;
+            }
+            let slug = github_slug(&text);
+            let n = seen.entry(slug.clone()).or_insert(0);
+            let id = if *n == 0 {
+                slug.clone()
+            } else {
+                format!("{slug}-{n}")
+            };
+            *n += 1;
+            if let Event::Start(Tag::Heading { id: anchor, .. }) = &mut events[i] {
+                *anchor = Some(id.into());
+            }
+            i = j;
+        }
+        i += 1;
+    }
+    let mut body = String::new();
+    html::push_html(&mut body, events.into_iter());
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} — exvid</title><link rel=\"stylesheet\" href=\"/demo/style.css\"></head>\
+         <body><main class=\"topic\"><p><a href=\"/\">demo page</a> · <a href=\"/docs\">API reference</a></p>\n{body}</main></body></html>\n",
+        escape(&title)
+    )
+}
+
+/// GitHub's heading anchor: lowercase, punctuation other than `-` and `_` dropped, spaces to `-`.
+fn github_slug(text: &str) -> String {
+    text.trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// A topic page is static: its style sheet and nothing else.
+const TOPIC_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:";
+
 /// The API reference loads nothing from elsewhere: Redoc, the spec, its search worker.
 const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'";
@@ -499,6 +615,24 @@ const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topics_render_with_github_anchors_and_no_raw_html() {
+        let page = render_topic(
+            "# Events\n\n## Verify (`webhook-id`)\n\nSee [the API](api.md#http-api).\n\n## Verify (`webhook-id`)\n\n<script>alert(1)</script>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
+        );
+        assert!(page.contains("<title>Events — exvid</title>"));
+        assert!(page.contains(r#"<h2 id="verify-webhook-id">"#), "{page}");
+        assert!(page.contains(r#"<h2 id="verify-webhook-id-1">"#), "{page}");
+        assert!(page.contains(r#"<a href="api.md#http-api">the API</a>"#));
+        assert!(page.contains("<table>"));
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;"));
+        assert_eq!(
+            github_slug("Captions (`PUT/DELETE /v1/x/{lang}`)"),
+            "captions-putdelete-v1xlang"
+        );
+    }
 
     #[test]
     fn events_look_like_api_gateway_v2() {
