@@ -393,6 +393,10 @@ mod tests {
             ("POST /v1/exercises/{id}/thumbnail", "upload-intake"),
             ("POST /v1/exercises/{id}/video", "upload-intake"),
             (
+                "POST /v1/exercises/{id}/video/captions/automatic",
+                "upload-intake",
+            ),
+            (
                 "POST /v1/exercises/{id}/video/uploads/{upload_id}/complete",
                 "upload-intake",
             ),
