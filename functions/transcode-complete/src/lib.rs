@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
 
+#[cfg(feature = "keep-captions")]
 use exvid_shared::caption_files;
 use exvid_shared::config::{ConfigError, Env};
 use exvid_shared::domain::clock::Clock;
@@ -40,6 +41,7 @@ pub enum CompleteError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Kept captions could not be written for the new rendition (the bucket; retried).
+    #[cfg(feature = "keep-captions")]
     #[error("kept captions: {0}")]
     Captions(#[from] caption_files::CarryError),
 }
@@ -191,6 +193,7 @@ impl<S: VideoStore, B: MediaBucket + RenditionFiles, C: Clock> TranscodeComplete
 
     /// The caption tracks the job's upload keeps from the rendition it replaces, written for
     /// it (`caption_files::carry_to_hls`); none unless the intake asked for them.
+    #[cfg(feature = "keep-captions")]
     async fn carry_captions(
         &self,
         owner: &JobOwner,
@@ -204,6 +207,16 @@ impl<S: VideoStore, B: MediaBucket + RenditionFiles, C: Clock> TranscodeComplete
             return Ok(Vec::new());
         };
         Ok(caption_files::carry_to_hls(&self.bucket, &before, rendition).await?)
+    }
+
+    /// Built without `keep-captions` (the reconciler): nothing is carried.
+    #[cfg(not(feature = "keep-captions"))]
+    async fn carry_captions(
+        &self,
+        _owner: &JobOwner,
+        _rendition: &Rendition,
+    ) -> Result<Vec<exvid_shared::domain::video::CaptionTrack>, CompleteError> {
+        Ok(Vec::new())
     }
 
     /// One write of the job's upload through the store's write path. A job names its exercise

@@ -516,7 +516,10 @@ impl ExerciseVideo {
         let pending = self.pending_for(upload_id, job_id)?;
         pending.status.transition(UploadStatus::Ready)?;
         let mut rendition = rendition;
-        if rendition.captions.is_empty() {
+        // Bunny: the intake gave the new video every kept track; those that fit are listed.
+        // AWS: the completion writer lists what it wrote next to the new output
+        // (`caption_files::carry_to_hls`), nothing it did not write.
+        if rendition.captions.is_empty() && rendition.provider == Provider::BunnyStream {
             rendition.captions = self.kept_captions(upload_id, rendition.duration_seconds);
         }
         self.pending = None;
