@@ -61,8 +61,6 @@ LEAST_PRIVILEGE = {
         "s3:AbortMultipartUpload",
         # An original whose Object Created event was lost: started as transcode-start would.
         "s3:GetObject", "s3:ListBucket", "mediaconvert:CreateJob", "iam:PassRole",
-        # A finished job it completes keeps captions as transcode-complete does.
-        "s3:PutObject",
     },
     "CdnKeySyncFunction": {"cloudfront-keyvaluestore:DescribeKeyValueStore", "cloudfront-keyvaluestore:PutKey"},
     # Session items only (LeadingKeys PLAYBACK#*, checked below) and the two session indexes.
