@@ -226,6 +226,21 @@ impl BunnyStandIn {
         }
     }
 
+    /// The video object lists the track of `srclang` (replacing one of that language).
+    fn list_caption(&self, guid: &str, srclang: &str, label: &str) {
+        self.update(guid, |v| {
+            let mut tracks: Vec<Value> = v["captions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| t["srclang"] != srclang)
+                .collect();
+            tracks.push(json!({"srclang": srclang, "label": label}));
+            v["captions"] = json!(tracks);
+        });
+    }
+
     /// `POST /library/{id}/videos/{guid}/transcribe` (`Video_TranscribeVideo`): queued; the
     /// tracks are made in the background and webhook status 9 (`CaptionsGenerated`) follows.
     /// STAND-IN "TRANSCRIPTION": no speech is recognised. ffmpeg's `silencedetect` finds the
@@ -354,19 +369,7 @@ impl BunnyStandIn {
                     "text/vtt",
                 )
                 .await?;
-            let label = format!("{lang} (auto)");
-            let lang = lang.clone();
-            self.update(guid, |v| {
-                let mut tracks: Vec<Value> = v["captions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|t| t["srclang"] != lang.as_str())
-                    .collect();
-                tracks.push(json!({"srclang": lang, "label": label}));
-                v["captions"] = json!(tracks);
-            });
+            self.list_caption(guid, lang, &format!("{lang} (auto)"));
         }
         self.list_subtitles(guid).await?;
         Ok(spans.len())
@@ -500,18 +503,7 @@ impl BunnyStandIn {
                 {
                     return result(StatusCode::INTERNAL_SERVER_ERROR, false, &e);
                 }
-                let label = label.to_owned();
-                self.update(guid, |v| {
-                    let mut tracks: Vec<Value> = v["captions"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|t| t["srclang"] != srclang)
-                        .collect();
-                    tracks.push(json!({"srclang": srclang, "label": label}));
-                    v["captions"] = json!(tracks);
-                });
+                self.list_caption(guid, srclang, label);
                 if let Err(e) = self.list_subtitles(guid).await {
                     return result(StatusCode::INTERNAL_SERVER_ERROR, false, &e);
                 }
