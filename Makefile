@@ -10,7 +10,7 @@ export EXVID_VENV := $(abspath $(VENV))
 # When this make started: set-up steps report the time they took from here.
 SETUP_T0 := $(shell date +%s)
 
-.PHONY: help dev dev-lossy test fuzz fuzz-smoke load tools system-tools qemu chromium venv venv-run venv-deploy npm setup-done fmt-check clippy build unit edge browser template contract sam-build deploy-check bench invoke clean
+.PHONY: help dev dev-lossy test fuzz fuzz-smoke load tools lint-tools system-tools qemu chromium venv venv-run venv-deploy npm setup fmt-check clippy build unit edge browser template contract sam-build deploy-check bench invoke clean
 
 help:
 	@echo "make dev    - run the local cloud: moto, every function, gateway, CDNs, Bunny + MediaConvert stand-ins, demo page"
@@ -24,16 +24,23 @@ help:
 tools:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust from rustup.rs" >&2; exit 1; }
 	@command -v python3 >/dev/null || { echo "error: python3 not found; install Python 3.10+" >&2; exit 1; }
+
+# Only the tests lint: `make dev` does not wait for rustup to fetch these.
+lint-tools: tools
 	@{ $(CARGO) fmt --version && $(CARGO) clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy >/dev/null 2>&1 \
 	  || { echo "error: rustfmt and clippy are missing and could not be installed (rustup component add rustfmt clippy)" >&2; exit 1; }
 
+# Each set-up step prints how long it took: `setup: <step> in N s`.
+STEP_T0   := t0=$$(date +%s)
+STEP_DONE  = echo "setup: $(1) in $$(( $$(date +%s) - t0 )) s"
+
 # Two sets: what running the local cloud needs (make dev), and what the tests add (make test).
 $(VENV)/.run: requirements-run.txt
-	@echo "setup: Python tools to run the stack (moto) into $(VENV) …"
-	@python3 -m venv $(VENV) >/dev/null 2>&1 || { echo "error: could not create $(VENV) (on Debian: apt-get install python3-venv)" >&2; exit 1; }
-	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-run.txt \
-	  || { echo "error: pip could not install requirements-run.txt into $(VENV)" >&2; exit 1; }
-	@touch $@
+	@echo "setup: Python tools to run the stack (moto) into $(VENV) …"; $(STEP_T0); \
+	  python3 -m venv $(VENV) >/dev/null 2>&1 || { echo "error: could not create $(VENV) (on Debian: apt-get install python3-venv)" >&2; exit 1; }; \
+	  $(PY) -m pip install -q --disable-pip-version-check -r requirements-run.txt \
+	    || { echo "error: pip could not install requirements-run.txt into $(VENV)" >&2; exit 1; }; \
+	  touch $@; $(call STEP_DONE,Python tools (moto))
 
 $(VENV)/.test: requirements-test.txt requirements-run.txt $(VENV)/.run
 	@echo "setup: Python tools for the tests (cfn-lint, SAM translator, schemathesis) into $(VENV) …"
@@ -56,9 +63,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-tools:
 	@missing=""; command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="ffmpeg"; \
 	  if [ -n "$$missing" ]; then \
-	    echo "setup: $$missing from Debian's packages (apt-get) …"; \
-	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; } >/dev/null 2>&1 \
+	    echo "setup: $$missing from Debian's packages (apt-get) …"; $(STEP_T0); \
+	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; } >/dev/null 2>&1 \
 	      || { echo "error: could not install $$missing (apt-get install $$missing)" >&2; exit 1; }; \
+	    $(call STEP_DONE,$$missing from apt); \
 	  fi
 
 # The arm64 bootstraps run here under qemu user emulation (with Debian's arm64 C library);
@@ -81,27 +89,30 @@ chromium:
 DEMO := infra/devstack/demo
 $(DEMO)/node_modules/.installed: $(DEMO)/package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found (apt-get install nodejs npm, Node 20 or later)" >&2; exit 1; }
-	@echo "setup: the demo page's scripts (hls.js, tus-js-client, Uppy, Redoc) from npm into $(DEMO)/node_modules …"
-	@cd $(DEMO) && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
-	  || { echo "error: npm could not install $(DEMO)/package.json" >&2; exit 1; }
-	@touch $@
+	@echo "setup: the demo page's scripts (hls.js, tus-js-client, Uppy, Redoc) from npm into $(DEMO)/node_modules …"; $(STEP_T0); \
+	  (cd $(DEMO) && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+	    || { echo "error: npm could not install $(DEMO)/package.json" >&2; exit 1; }; \
+	  touch $@; $(call STEP_DONE,npm packages)
 
 npm: $(DEMO)/node_modules/.installed
 
 # --- run --------------------------------------------------------------------------------------
 
-# One line with the set-up time once everything is there (the first run installs, later ones
-# only check).
-setup-done:
+# What the local cloud needs, the steps side by side: pip, apt and npm mostly wait on the
+# network while cargo has the cores. One line with the set-up time once everything is there
+# (the first run installs, later ones only check).
+setup: venv-run system-tools npm build
 	@echo "setup: ready in $$(( $$(date +%s) - $(SETUP_T0) )) s"
 
 PORT ?= 8700
-dev: tools venv-run system-tools npm build setup-done
+dev: tools
+	@$(MAKE) --no-print-directory -j4 setup SETUP_T0=$(SETUP_T0)
 	target/debug/devstack up --port $(PORT)
 
 # The local cloud losing every provider event and every S3 event of an original: the reconciler
 # finishes uploads, links expire in 60 s.
-dev-lossy: tools venv-run system-tools npm build setup-done
+dev-lossy: tools
+	@$(MAKE) --no-print-directory -j4 setup SETUP_T0=$(SETUP_T0)
 	target/debug/devstack up --port $(PORT) --drop-provider-events 1 --reconcile-every 5 --upload-ttl 60
 
 # One function, one event, as Lambda would run it (no stack).
@@ -111,18 +122,21 @@ invoke: tools venv-run
 
 # --- test -------------------------------------------------------------------------------------
 
-fmt-check: tools
+fmt-check: lint-tools
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
-clippy: tools
+clippy: lint-tools
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	CARGO_TARGET_DIR=target/fuzz $(CARGO) clippy --manifest-path fuzz/Cargo.toml --locked --all-targets -- -D warnings
 
-# Every bootstrap binary: the local cloud runs the real ones.
+# Every bootstrap binary: the local cloud runs the real ones (the default members' binaries:
+# every function and devstack; bench-hello only `make bench` builds). `--timings` leaves each
+# crate's share of the build in target/cargo-timings/cargo-timing.html.
 build: tools
-	@echo "setup: building every function and the local cloud (cargo build) …"
-	@$(CARGO) build --workspace --bins
+	@echo "setup: building every function and the local cloud (cargo build) …"; $(STEP_T0); \
+	  $(CARGO) build --bins --timings; \
+	  $(call STEP_DONE,cargo build (per crate: target/cargo-timings/cargo-timing.html))
 
 unit: tools venv system-tools build
 	@mkdir -p target; rm -f target/e2e-timing.txt
