@@ -228,9 +228,9 @@ test: fmt-check clippy unit fuzz-smoke edge browser load template contract deplo
 # merges features across its packages, so devstack's (or another function's) would leak into a
 # function and the bench would measure binaries nobody deploys.
 # Sizes are the arm64 bootstraps of `sam build` (what deploys); init and RSS are measured on
-# this machine's build of each package by itself.
-BENCHED := bench-hello playback upload-intake transcode-start transcode-complete bunny-webhook \
-  notify reconcile cdn-key-sync
+# this machine's build of each package by itself. The list is every package under functions/
+# (each directory is named as its package), so a new function cannot be left out of the bench.
+BENCHED := bench-hello $(notdir $(wildcard functions/*))
 bench: tools venv sam-build
 	@for p in $(BENCHED); do echo "bench: building $$p by itself (release)"; $(CARGO) build --release -q -p $$p || exit 1; done
 	@echo "bench: building the bench driver (release)"; $(CARGO) build --release -q -p devstack --bin bench
